@@ -1,0 +1,5 @@
+import sys
+
+from lom_pyro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""The ``lom-pyro`` command line: one sub-command per job.
+
+Each sub-command lives in the module that owns the job and exposes two functions,
+``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit status).
+Modules are imported lazily, so ``lom-pyro convert`` never imports the model code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("lom_pyro.train", "train a LOM (or an orderless model alone)"),
+    "convert": ("lom_pyro.data.cli", "convert a dataset from its original format to lom_pyro HDF5"),
+    "evaluate": ("lom_pyro.evaluate", "evaluate a checkpoint: metrics to eval.json and eval.md"),
+    "visualize": ("lom_pyro.evaluate", "write sample, interpolation and retrieval figures"),
+}
+
+
+def _build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lom-pyro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        # only import the module whose sub-command is asked for
+        if argv and argv[0] == name:
+            mod = importlib.import_module(module)
+            configure = getattr(mod, f"configure_{name}", None) or mod.configure
+            configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _build_parser(argv).parse_args(argv)
+    mod = importlib.import_module(COMMANDS[args.command][0])
+    runner = getattr(mod, f"run_{args.command}", None) or mod.run
+    return int(runner(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
