@@ -1,0 +1,75 @@
+"""Spatial broadcast slot decoder (design.md §1.4; EMORL "iodine" variant by default)."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+__all__ = ["SpatialBroadcastDecoder", "position_ramps"]
+
+_RGB_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "none": lambda t: t}
+
+
+def position_ramps(height: int, width: int, *, device=None, dtype=None) -> Tensor:
+    """Four linear ramps (left, right, top, bottom), each in [0, 1]: ``(4, H, W)``.
+
+    Built from (height, width) separately, so non-square images work (EMORL's
+    ramps swap H and W and are correct only for square images).
+    """
+    ys = torch.linspace(0.0, 1.0, height, device=device, dtype=dtype).view(height, 1).expand(height, width)
+    xs = torch.linspace(0.0, 1.0, width, device=device, dtype=dtype).view(1, width).expand(height, width)
+    return torch.stack([xs, 1.0 - xs, ys, 1.0 - ys])
+
+
+class SpatialBroadcastDecoder(nn.Module):
+    """Decode each slot independently into RGB and one mask logit.
+
+    The slot vector is broadcast to a grid, a ``Linear(4 -> Dz)`` of the position ramps
+    is added, then ``num_layers`` convolutions with ELU and a final convolution to
+    ``channels + 1`` outputs. Unpadded convolutions (default) broadcast to
+    ``H + (num_layers + 1)(kernel - 1)`` so the output is exactly H×W.
+
+    :param slot_dim: Dz.
+    :param image_shape: ``(C, H, W)``.
+    :param hidden: convolution width (EMORL "iodine": 64).
+    :param kernel: convolution kernel size (3).
+    :param num_layers: hidden convolutions (4).
+    :param padded: use "same" padding and broadcast to H×W instead.
+    :param rgb_activation: ``"sigmoid"`` (targets in [0, 1]), ``"tanh"`` ([-1, 1]) or ``"none"``.
+    """
+
+    def __init__(self, slot_dim: int, image_shape: tuple[int, int, int], hidden: int = 64,
+                 kernel: int = 3, num_layers: int = 4, padded: bool = False,
+                 rgb_activation: str = "tanh") -> None:
+        super().__init__()
+        if rgb_activation not in _RGB_ACTIVATIONS:
+            raise ValueError(f"rgb_activation must be one of {sorted(_RGB_ACTIVATIONS)}, got {rgb_activation!r}")
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd, got {kernel}")
+        channels, height, width = image_shape
+        self.image_shape = (channels, height, width)
+        self.rgb_activation = rgb_activation
+        grow = 0 if padded else (num_layers + 1) * (kernel - 1)
+        self.grid = (height + grow, width + grow)
+        pad = kernel // 2 if padded else 0
+        self.position = nn.Linear(4, slot_dim)
+        layers: list[nn.Module] = []
+        width_in = slot_dim
+        for _ in range(num_layers):
+            layers += [nn.Conv2d(width_in, hidden, kernel, padding=pad), nn.ELU()]
+            width_in = hidden
+        layers.append(nn.Conv2d(width_in, channels + 1, kernel, padding=pad))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("ramps", position_ramps(*self.grid), persistent=False)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """:param z: slots ``(B, K, Dz)``.
+        :return: ``rgb (B, K, C, H, W)`` and mask logits ``(B, K, 1, H, W)``."""
+        b, k, _ = z.shape
+        flat = rearrange(z, "b k d -> (b k) d 1 1")
+        pos = rearrange(self.position(rearrange(self.ramps.to(z.dtype), "c h w -> h w c")), "h w d -> 1 d h w")
+        out = self.net(flat + pos)                                               # (BK, C+1, H, W)
+        out = rearrange(out, "(b k) c h w -> b k c h w", b=b, k=k)
+        rgb = _RGB_ACTIVATIONS[self.rgb_activation](out[:, :, :-1])
+        return rgb, out[:, :, -1:]

@@ -1,0 +1,5 @@
+"""Auxiliary orderless slot VAEs (§3.2, appendix A.4.1). Never imports ``lom_pyro.models``."""
+
+from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates, standalone
+
+__all__ = ["OrderlessModel", "Plates", "SlotPosterior", "make_plates", "standalone"]

@@ -1,0 +1,100 @@
+"""What an orderless slot VAE must provide to sit under a LOM (§3.2, design.md §4).
+
+An orderless model is a pair of Pyro programs over an image batch ``x (B, C, H, W)``:
+
+* ``model(x, plates)`` — its prior over slot latents and its own image likelihood,
+  observed at :data:`~lom_pyro.sites.ORDERLESS_OBS` (more observation sites are
+  allowed, e.g. one per refinement step);
+* ``guide(x, plates)`` — its posterior; the slot posterior that the LOM consumes is the
+  site :data:`~lom_pyro.sites.ORDERLESS_SLOTS`, a ``Normal(loc, scale).to_event(1)`` with
+  batch shape ``(B, K)``, and the guide returns it as a :class:`SlotPosterior`.
+
+Both run inside the caller's ``plates`` (batch at ``dim=-2``, slots at ``dim=-1``) so
+that one Pyro ELBO over the LOM and the orderless model is the sum of both ELBOs
+(design.md §3). Every site should carry ``infer={"geco_group": ORDERLESS_OBS}`` so a
+GECO objective constrains the orderless reconstruction separately from the LOM's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import pyro
+from torch import Tensor, nn
+
+from lom_pyro.sites import BATCH, SLOTS
+
+__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone"]
+
+
+@dataclass(frozen=True)
+class SlotPosterior:
+    """An orderless slot posterior ``q(o_{1:K} | x)`` and one sample of it.
+
+    :ivar loc: means ``μ^o`` ``(B, K, Dz)``.
+    :ivar scale: standard deviations ``(B, K, Dz)``.
+    :ivar sample: the sample drawn at the slot site ``(B, K, Dz)``.
+    """
+
+    loc: Tensor
+    scale: Tensor
+    sample: Tensor
+
+    def detach(self) -> "SlotPosterior":
+        return SlotPosterior(self.loc.detach(), self.scale.detach(), self.sample.detach())
+
+
+class Plates(NamedTuple):
+    """The batch plate (``dim=-2``) and the slots plate (``dim=-1``) of one program run.
+
+    Pyro refuses to build the same plate twice in one program, so the caller builds
+    them once (:func:`make_plates`) and every component re-enters them.
+    """
+
+    batch: pyro.plate
+    slots: pyro.plate
+
+
+def make_plates(batch_size: int, num_slots: int) -> Plates:
+    """Build the two plates for one run of a model or guide."""
+    return Plates(pyro.plate(BATCH, batch_size, dim=-2), pyro.plate(SLOTS, num_slots, dim=-1))
+
+
+@runtime_checkable
+class OrderlessModel(Protocol):
+    """Structural type of an auxiliary orderless VAE (e.g. :class:`lom_pyro.EMORL`)."""
+
+    num_slots: int
+    slot_dim: int
+    image_shape: tuple[int, int, int]
+
+    def model(self, x: Tensor, plates: Plates) -> None: ...
+
+    def guide(self, x: Tensor, plates: Plates) -> SlotPosterior: ...
+
+    def make_decoder(self) -> nn.Module:
+        """A fresh decoder of the same architecture (own weights) for the LOM (design.md §4):
+        ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``."""
+        ...
+
+
+class _Standalone(nn.Module):
+    def __init__(self, orderless: OrderlessModel) -> None:
+        super().__init__()
+        self.orderless = orderless
+
+    def model(self, x: Tensor) -> None:
+        self.orderless.model(x, make_plates(x.shape[0], self.orderless.num_slots))
+
+    def guide(self, x: Tensor) -> SlotPosterior:
+        return self.orderless.guide(x, make_plates(x.shape[0], self.orderless.num_slots))
+
+
+def standalone(orderless: OrderlessModel) -> _Standalone:
+    """Wrap an orderless model as an ordinary ``model(x)`` / ``guide(x)`` pair, building
+    its own plates: the "EMORL alone" baseline trains with this.
+
+    >>> # svi = SVI(standalone(emorl).model, standalone(emorl).guide, ...)
+    """
+    return _Standalone(orderless)
