@@ -83,21 +83,21 @@ class CausalTransformer(nn.Module):
 
     def forward(self, context: Tensor, tokens: Tensor | None = None) -> Tensor:
         """:param context: ``(B, Ds)``.
-        :param tokens: ``(B, T, D)`` with T ≤ K, only when ``learned_tokens=False``.
-        :return: with learned tokens, ``(B, K, D)`` = outputs at positions 1..K;
-            otherwise ``(B, T + 1, D)`` = outputs at positions 0..T."""
+        :param tokens: ``(B, T, D)`` with T ≤ K; default the learned embedding (T = K).
+        :return: with the learned tokens, ``(B, K, D)`` = outputs at positions 1..K (``f_θ``);
+            with given tokens, ``(B, T + 1, D)`` = outputs at positions 0..T (``f'_φ``)."""
         first = self.context_proj(context).unsqueeze(1)                      # (B, 1, D)
-        if self.token is not None:
+        if tokens is None:
+            if self.token is None:
+                raise ValueError("tokens must be given when learned_tokens=False")
             rest = self.token.expand(context.shape[0], self.num_slots, -1)   # (B, K, D)
         else:
-            if tokens is None:
-                raise ValueError("tokens must be given when learned_tokens=False")
             rest = tokens
         x = torch.cat([first, rest.to(first.dtype)], dim=1)                  # (B, T+1, D)
         x = x + self.position(self.positions[: x.shape[1]].to(x.dtype))
         for block in self.blocks:
             x = block(x, causal=True)
-        return x[:, 1:] if self.token is not None else x
+        return x[:, 1:] if tokens is None else x
 
 
 class SetEncoder(nn.Module):

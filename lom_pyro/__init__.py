@@ -1,0 +1,21 @@
+"""lom_pyro — Latent Object Models as composable Pyro programs.
+
+>>> from lom_pyro import LOM   # doctest: +SKIP
+"""
+
+from lom_pyro import sites
+from lom_pyro.handlers import align, order_aware_scale, stop_gradient
+from lom_pyro.infer import GECO, LOMELBO, GECOConfig
+from lom_pyro.models import LOM
+from lom_pyro.ops import greedy_match, hungarian_match, slerp
+from lom_pyro.orderless import OrderlessModel, SlotPosterior, standalone
+from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
+
+__all__ = [
+    "LOM", "LOMELBO", "GECO", "GECOConfig",
+    "align", "order_aware_scale", "stop_gradient",
+    "greedy_match", "hungarian_match", "slerp",
+    "OrderlessModel", "SlotPosterior", "standalone",
+    "MixtureScenePrior", "StandardNormalPrior", "sites",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,311 @@
+"""Latent Object Model: scene → K ordered slots → pixels (§3, Figure 2).
+
+Read next to §3 of the paper:
+
+* :meth:`LOM.model` — §3.1: ``s ~ p(s)``; ``h_{1:K} = f_θ(s)``;
+  ``z_k ~ N(μ(h_k), σ(h_k))``; pixels from the slot decoder. The auxiliary orderless
+  model's own prior and likelihood run alongside (§3.3: the two ELBOs are summed).
+* :meth:`LOM.guide` — §3.2, Figure 2, steps 1–5: (1) orderless posterior; behind a
+  stop-gradient barrier (2) ``q_φ(s | g_φ(μ^o))``, (3) prior means ``μ^z = μ(f_θ(s))``,
+  (4) greedy alignment π, (5) order-aware scales ``f'_φ``; ``q(z_π(k)) = N(μ^o_π(k), σ_π(k))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.distributions.util import is_validation_enabled
+from pyro.nn import PyroModule, pyro_method
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lom_pyro.handlers import align, order_aware_scale, stop_gradient
+from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
+from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
+from lom_pyro.ops import slerp
+from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
+from lom_pyro.priors import as_scene_prior
+from lom_pyro.sites import BATCH, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS
+
+__all__ = ["LOM", "Generated", "Encoding"]
+
+_MIN_SCALE = 1e-4
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Decoded scenes.
+
+    :ivar images: mean images ``(N, C, H, W)``.
+    :ivar masks: slot masks ``(N, K, 1, H, W)`` (softmax over K).
+    :ivar components: per-slot RGB ``(N, K, C, H, W)``.
+    :ivar s: scene latents ``(N, Ds)``.
+    :ivar z: ordered slots ``(N, K, Dz)``.
+    """
+
+    images: Tensor
+    masks: Tensor
+    components: Tensor
+    s: Tensor
+    z: Tensor
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The posterior of a batch (one guide run).
+
+    :ivar scene_loc, scene_scale: ``q(s | x)`` ``(B, Ds)``.
+    :ivar s: the scene latent the alignment used ``(B, Ds)``.
+    :ivar slots_loc, slots_scale: the ordered slot posterior ``(B, K, Dz)``.
+    :ivar permutation: ``(B, K)``, ordered slot k ← orderless slot ``permutation[b, k]``.
+    :ivar orderless: the orderless posterior.
+    """
+
+    scene_loc: Tensor
+    scene_scale: Tensor
+    s: Tensor
+    slots_loc: Tensor
+    slots_scale: Tensor
+    permutation: Tensor
+    orderless: SlotPosterior
+
+
+class LOM(PyroModule):
+    """Latent Object Model over an auxiliary orderless slot VAE.
+
+    :param orderless: the auxiliary orderless model (e.g. :class:`lom_pyro.EMORL`); see
+        :class:`lom_pyro.orderless.OrderlessModel`. Sets K, Dz and the image shape.
+    :param scene_dim: Ds (paper: 128).
+    :param scene_prior: ``None`` (standard normal), a distribution, or a module
+        ``forward(temperature) -> distribution`` with ``dim = scene_dim``
+        (e.g. :class:`lom_pyro.priors.MixtureScenePrior`).
+    :param prior_depth: SA blocks in ``f_θ`` (2). :param scale_depth: in ``f'_φ`` (2).
+    :param encoder_depth: SA blocks in ``g_φ`` (3).
+    :param sum_pooling: ``g_φ`` pools by sum (False: the scene token, an ablation).
+    :param share_prior_and_scale_nets: ``f'_φ`` reuses ``f_θ``'s weights (ablation Model 6).
+    :param reuse_orderless_scales: no order-aware scales (ablation Model 5).
+    :param matching: ``"greedy"`` (Algorithm 1) or ``"hungarian"``.
+    :param likelihood: ``"gaussian"`` (global σ) or ``"mixture"``.
+    :param sigma: the likelihood's σ (0.7 Objects Room/ShapeStacks, 0.1 CLEVR6).
+    :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds); an
+        attribute, so a schedule may lower it (0.167·Ds for the last 25K steps).
+    :param slot_free_bits: free bits on the slot KL summed over K (paper: none).
+    :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (design.md §4).
+    :param num_slots, slot_dim: if given, checked against the orderless model's.
+    """
+
+    SCENE = SCENE
+    SLOTS = OBJECTS  # the ordered slot site; ``tr.nodes[LOM.SLOTS]["infer"]["permutation"]``
+    OBS = OBS
+    ORDERLESS_SLOTS = ORDERLESS_SLOTS
+    ORDERLESS_OBS = ORDERLESS_OBS
+    BATCH_PLATE = BATCH
+    SLOTS_PLATE = SLOTS
+
+    def __init__(self, orderless: OrderlessModel, *, scene_dim: int = 128, scene_prior=None,
+                 prior_depth: int = 2, scale_depth: int = 2, encoder_depth: int = 3,
+                 sum_pooling: bool = True, share_prior_and_scale_nets: bool = False,
+                 reuse_orderless_scales: bool = False, matching: str = "greedy",
+                 likelihood: str = "gaussian", sigma: float = 0.7,
+                 scene_free_bits: float | None = None, slot_free_bits: float | None = None,
+                 decoder: nn.Module | None = None, num_slots: int | None = None,
+                 slot_dim: int | None = None) -> None:
+        super().__init__()
+        for attr in ("num_slots", "slot_dim", "image_shape", "model", "guide"):
+            if not hasattr(orderless, attr):
+                raise ValueError(f"orderless must provide {attr!r} (see lom_pyro.orderless.OrderlessModel)")
+        if num_slots is not None and num_slots != orderless.num_slots:
+            raise ValueError(f"num_slots={num_slots} does not match the orderless model's K={orderless.num_slots}")
+        if slot_dim is not None and slot_dim != orderless.slot_dim:
+            raise ValueError(f"slot_dim={slot_dim} does not match the orderless model's Dz={orderless.slot_dim}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if matching not in ("greedy", "hungarian"):
+            raise ValueError(f"matching must be 'greedy' or 'hungarian', got {matching!r}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        if scene_dim < 1:
+            raise ValueError(f"scene_dim must be >= 1, got {scene_dim}")
+        self.orderless = orderless
+        self.num_slots = k = int(orderless.num_slots)
+        self.slot_dim = dz = int(orderless.slot_dim)
+        self.image_shape = tuple(orderless.image_shape)
+        self.scene_dim = scene_dim
+        self.scene_prior = as_scene_prior(scene_prior, scene_dim)
+        self.matching = matching
+        self.likelihood = likelihood
+        self.sigma = float(sigma)
+        self.reuse_orderless_scales = reuse_orderless_scales
+        self.scene_free_bits = 0.25 * scene_dim if scene_free_bits is None else scene_free_bits
+        self.slot_free_bits = slot_free_bits
+        # §3.1: prior transformer f_θ and its two linear heads
+        self.prior_net = CausalTransformer(scene_dim, dz, k, depth=prior_depth)
+        self.prior_loc = nn.Linear(dz, dz)
+        self.prior_scale = nn.Linear(dz, dz)
+        # §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ and w_φ
+        self.scene_encoder = SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
+        self.scene_loc = nn.Linear(scene_dim, scene_dim)
+        self.scene_scale = nn.Linear(scene_dim, scene_dim)
+        self.scale_net = self.prior_net if share_prior_and_scale_nets else CausalTransformer(
+            scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
+        self.scale_head = nn.Linear(dz, dz)
+        xavier_init(nn.ModuleList([self.prior_loc, self.prior_scale, self.scene_loc, self.scene_scale,
+                                   self.scale_head]))
+        self.decoder = decoder if decoder is not None else orderless.make_decoder()
+
+    # -- deterministic pieces --------------------------------------------------------------
+    def prior_slots(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """``p_θ(z | h = f_θ(s))``: loc and scale ``(B, K, Dz)`` for ``s (B, Ds)`` (§3.1)."""
+        h = self.prior_net(s)
+        return self.prior_loc(h), F.softplus(self.prior_scale(h)) + _MIN_SCALE
+
+    def scene_posterior(self, orderless_loc: Tensor) -> tuple[Tensor, Tensor]:
+        """``q_φ(s | g_φ(μ^o))``: loc and scale ``(B, Ds)`` (§3.2 step 2)."""
+        hidden = self.scene_encoder(orderless_loc)
+        return self.scene_loc(hidden), F.softplus(self.scene_scale(hidden)) + _MIN_SCALE
+
+    def order_aware_scales(self, s: Tensor, aligned_loc: Tensor) -> Tensor:
+        """``softplus(w_φ(f'_φ([s, μ_π(1)..μ_π(K−1)])))`` ``(B, K, Dz)`` (§3.2 step 5)."""
+        out = self.scale_net(s, aligned_loc[:, :-1])
+        return F.softplus(self.scale_head(out)) + _MIN_SCALE
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z (B, K, Dz)`` → ``rgb (B, K, C, H, W)``, mask logits ``(B, K, 1, H, W)``."""
+        return self.decoder(z)
+
+    # -- Pyro programs ---------------------------------------------------------------------
+    def _check_images(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x must be a tensor of images (B, C, H, W), got {type(x).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        if is_validation_enabled() and not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or infinite values")
+
+    @pyro_method
+    def model(self, x: Tensor | None = None, *, batch_size: int | None = None,
+              temperature: float = 1.0) -> Tensor:
+        """Generative model (§3.1). With ``x`` it scores the data under both the orderless
+        model and the LOM; without, it samples ``batch_size`` scenes.
+
+        :return: the ordered slots ``z (B, K, Dz)``.
+        """
+        if x is not None:
+            self._check_images(x)
+            batch_size = x.shape[0]
+        elif batch_size is None:
+            raise ValueError("model needs images x or a batch_size")
+        plates = make_plates(batch_size, self.num_slots)
+        if x is not None:
+            self.orderless.model(x, plates)
+        with plates.batch:
+            prior = self.scene_prior(temperature)
+            s = pyro.sample(SCENE, prior.expand([batch_size, 1]), infer={"geco_group": OBS})    # (B, 1, Ds)
+            loc, scale = self.prior_slots(s.squeeze(-2))
+            with plates.slots:
+                z = pyro.sample(OBJECTS, dist.Normal(loc, scale * temperature).to_event(1),
+                                infer={"geco_group": OBS})                                      # (B, K, Dz)
+            rgb, logits = self.decode(z)
+            image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood)
+            pyro.sample(OBS, image, obs=None if x is None else x.unsqueeze(1))
+        return z
+
+    @pyro_method
+    def guide(self, x: Tensor, *, batch_size: int | None = None, temperature: float = 1.0) -> Tensor:
+        """Inference (§3.2, Figure 2). Keyword arguments mirror :meth:`model` and are unused.
+
+        :return: the ordered slots ``z (B, K, Dz)``.
+        """
+        self._check_images(x)
+        plates = make_plates(x.shape[0], self.num_slots)
+        posterior = self.orderless.guide(x, plates)                        # step 1
+        expected = (x.shape[0], self.num_slots, self.slot_dim)
+        if tuple(posterior.loc.shape) != expected:
+            raise ValueError(f"the orderless guide returned a posterior of shape {tuple(posterior.loc.shape)}, "
+                             f"expected {expected}")
+        return stop_gradient(self._ordered_guide)(posterior, plates)
+
+    def _ordered_guide(self, posterior: SlotPosterior, plates: Plates) -> Tensor:
+        """Steps 2–5 of Figure 2; ``posterior`` arrives detached (stop_grad(o))."""
+        with plates.batch:
+            s_loc, s_scale = self.scene_posterior(posterior.loc)              # step 2
+            s = pyro.sample(SCENE, dist.Normal(s_loc.unsqueeze(-2), s_scale.unsqueeze(-2)).to_event(1),
+                            infer={"free_bits": self.scene_free_bits, "geco_group": OBS}).squeeze(-2)
+            with torch.no_grad():                                              # step 3: only its argmin is used
+                prior_loc, _ = self.prior_slots(s)
+            scales = order_aware_scale(scale_fn=lambda loc: self.order_aware_scales(s, loc),
+                                       reuse_orderless_scales=self.reuse_orderless_scales)
+            with plates.slots, scales, align(prior_loc=prior_loc, method=self.matching):   # steps 4, 5
+                return pyro.sample(OBJECTS, dist.Normal(posterior.loc, posterior.scale).to_event(1),
+                                   infer={"free_bits": self.slot_free_bits, "geco_group": OBS})
+
+    # -- user API --------------------------------------------------------------------------
+    def _reference(self) -> Tensor:
+        return next(self.parameters())
+
+    @torch.no_grad()
+    def generate(self, s: Tensor, temperature: float = 0.8) -> Generated:
+        """Decode scene latents ``s (N, Ds)``: ``z = μ + τ σ ε`` (τ = 0: the prior means)."""
+        if s.dim() != 2 or s.shape[-1] != self.scene_dim:
+            raise ValueError(f"s must have shape (N, {self.scene_dim}), got {tuple(s.shape)}")
+        loc, scale = self.prior_slots(s)
+        z = loc + temperature * scale * torch.randn_like(loc)
+        rgb, logits = self.decode(z)
+        masks = torch.softmax(logits, dim=1)
+        return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=s, z=z)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 0.8) -> Generated:
+        """Unconditional samples; τ multiplies the prior standard deviations (§4.1)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        ref = self._reference()
+        s = self.scene_prior(max(temperature, 1e-6)).sample((n,)).to(ref.device, ref.dtype)
+        return self.generate(s, temperature)
+
+    @torch.no_grad()
+    def interpolate(self, s0: Tensor, s1: Tensor, steps: int = 8, temperature: float = 0.0) -> Generated:
+        """SLERP between two scene latents (appendix A.7: each end normalised, ×sqrt(Ds)),
+        decoded with slots at ``temperature`` (0: the prior means)."""
+        return self.generate(slerp(s0, s1, steps), temperature)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, *, mean_scene: bool = True) -> Encoding:
+        """Run the guide on ``x (B, C, H, W)``. With ``mean_scene`` the alignment uses the
+        scene posterior mean instead of a sample (the rest of the guide trace replayed)."""
+        self._check_images(x)
+        tr = poutine.trace(self.guide).get_trace(x)
+        if mean_scene:
+            tr.nodes[SCENE]["value"] = tr.nodes[SCENE]["fn"].base_dist.loc
+            tr.nodes.pop(OBJECTS)  # re-drawn, and re-aligned, given the mean scene
+            tr = poutine.trace(poutine.replay(self.guide, trace=tr)).get_trace(x)
+        scene, slots = tr.nodes[SCENE], tr.nodes[OBJECTS]
+        orderless = tr.nodes[ORDERLESS_SLOTS]["fn"]
+        o_loc, o_scale = orderless.base_dist.loc, orderless.base_dist.scale
+        return Encoding(
+            scene_loc=scene["fn"].base_dist.loc.squeeze(-2), scene_scale=scene["fn"].base_dist.scale.squeeze(-2),
+            s=scene["value"].squeeze(-2),
+            slots_loc=slots["fn"].base_dist.loc, slots_scale=slots["fn"].base_dist.scale,
+            permutation=slots["infer"]["permutation"],
+            orderless=SlotPosterior(o_loc, o_scale.expand_as(o_loc), tr.nodes[ORDERLESS_SLOTS]["value"]),
+        )
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Generated:
+        """Decode the ordered posterior means of ``x``: images, masks and components in
+        LOM slot order."""
+        enc = self.encode(x)
+        rgb, logits = self.decode(enc.slots_loc)
+        masks = torch.softmax(logits, dim=1)
+        return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=enc.s, z=enc.slots_loc)
+
+
