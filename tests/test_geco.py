@@ -1,0 +1,76 @@
+"""GECO follows its formula, round-trips through state_dict, and trains under SVI."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI
+
+from lom_pyro import GECO, LOM, LOMELBO, GECOConfig
+from lom_pyro.infer import GECOState
+from toy import ToyOrderless
+
+
+def test_geco_follows_formula_on_scripted_errors():
+    cfg = GECOConfig(goal=-0.5, step_size=1e-3, speedup=10.0, ema_decay=0.9, beta_init=1.0,
+                     beta_min=1e-3, beta_max=50.0, warmup_steps=2, log_normaliser=0.0)
+    n = 100                                   # elements per image: goal_err = 50
+    state = GECOState(cfg)
+    beta, ema = 1.0, None
+    for step, err in enumerate([80.0, 70.0, 60.0, 45.0, 30.0, 20.0, 20.0, 90.0]):
+        state.update(torch.tensor(err), n)
+        ema = err if ema is None else 0.9 * ema + 0.1 * err
+        c = 50.0 - ema
+        if step >= 2:
+            rate = 1e-3 * (10.0 if c > 0 else 1.0)
+            beta = min(max(beta * math.exp(rate * c), 1e-3), 50.0)
+        assert state.err_ema.item() == pytest.approx(ema, rel=1e-6)
+        assert state.beta.item() == pytest.approx(beta, rel=1e-5)
+    assert state.step.item() == 8
+
+
+def test_geco_state_dict_round_trip():
+    state = GECOState(GECOConfig(goal=-0.352))
+    for err in (10.0, 20.0):
+        state.update(torch.tensor(err), 12)
+    fresh = GECOState(GECOConfig(goal=-0.352))
+    fresh.load_state_dict(state.state_dict())
+    for key in ("beta", "err_ema", "step"):
+        assert torch.equal(getattr(fresh, key), getattr(state, key))
+
+
+def test_goal_is_per_pixel_channel_of_unnormalised_gaussian():
+    cfg = GECOConfig(goal=-0.352)
+    assert cfg.goal_error(3 * 64 * 64) == pytest.approx((0.352 + 0.5 * math.log(2 * math.pi)) * 3 * 64 * 64)
+
+
+@pytest.mark.parametrize("kwargs", [dict(goal=float("nan")), dict(goal=-1, ema_decay=1.0),
+                                    dict(goal=-1, beta_min=2.0), dict(goal=-1, speedup=0.0)])
+def test_geco_config_validates(kwargs):
+    with pytest.raises(ValueError, match="GECO"):
+        GECOConfig(**kwargs)
+
+
+def test_geco_loss_is_err_plus_beta_kl_and_trains_with_svi():
+    torch.manual_seed(0)
+    lom = LOM(ToyOrderless(image_shape=(3, 6, 6)), scene_dim=4)
+    geco = GECO(LOMELBO(), goals={"x": -0.3, "x_orderless": -0.3}, step_size=1e-2)
+    x = torch.rand(3, 3, 6, 6)
+    geco.states["x"].beta.fill_(0.5)
+    pyro.set_rng_seed(1)
+    loss, logs = geco.eval().compute(lom.model, lom.guide, x)
+    expected = logs["err/x"] + 0.5 * logs["kl/x"] + logs["err/x_orderless"] + logs["kl/x_orderless"]
+    assert torch.allclose(loss, expected, rtol=1e-6)
+    assert geco.states["x"].step.item() == 0           # eval mode: no update
+    geco.train()
+    svi = SVI(lom.model, lom.guide, pyro.optim.Adam({"lr": 1e-3}), loss=geco)
+    for _ in range(2):
+        assert math.isfinite(svi.step(x))
+    assert geco.states["x"].step.item() == 2 and geco.states["x"].beta.item() != 0.5
+
+
+def test_geco_rejects_unknown_goal():
+    lom = LOM(ToyOrderless(image_shape=(3, 6, 6)), scene_dim=4)
+    with pytest.raises(ValueError, match="observes only"):
+        GECO(LOMELBO(), goals={"y": -0.3})(lom.model, lom.guide, torch.rand(2, 3, 6, 6))
