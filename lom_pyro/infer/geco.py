@@ -151,12 +151,13 @@ class GECO(nn.Module):
         logs: dict[str, Tensor] = {"elbo": torch.as_tensor(elbo).detach()}
         for group in set(err) | set(kl):
             e, k = err.get(group, 0.0), kl.get(group, 0.0)
-            state = self.states[group] if group in self.states else None
-            loss = loss + e + (state.beta * k if state is not None else k)
+            # a copy: the update below changes the buffer in place before backward runs
+            beta = self.states[group].beta.clone() if group in self.states else None
+            loss = loss + e + (beta * k if beta is not None else k)
             logs[f"err/{group}"] = torch.as_tensor(e).detach()
             logs[f"kl/{group}"] = torch.as_tensor(k).detach()
-            if state is not None:
-                logs[f"beta/{group}"] = state.beta.clone()
+            if beta is not None:
+                logs[f"beta/{group}"] = beta
         if self.training:
             for group, state in self.states.items():
                 state.update(err[group], numel[group])
