@@ -177,6 +177,13 @@ class LOM(PyroModule):
         """``z (B, K, Dz)`` → ``rgb (B, K, C, H, W)``, mask logits ``(B, K, 1, H, W)``."""
         return self.decoder(z)
 
+    def observation(self, x: Tensor) -> Tensor:
+        """The image as the LOM likelihood sees it: the orderless model's frame (its
+        ``observation(x)``, e.g. EMORL maps [-1, 1] to [0, 1]), since the LOM reuses its
+        decoder architecture. Images returned by :meth:`sample` are in this frame."""
+        observe = getattr(self.orderless, "observation", None)
+        return observe(x) if observe is not None else x
+
     # -- Pyro programs ---------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
@@ -214,7 +221,7 @@ class LOM(PyroModule):
                                 infer={"geco_group": OBS})                                      # (B, K, Dz)
             rgb, logits = self.decode(z)
             image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood)
-            pyro.sample(OBS, image, obs=None if x is None else x.unsqueeze(1))
+            pyro.sample(OBS, image, obs=None if x is None else self.observation(x).unsqueeze(1))
         return z
 
     @pyro_method

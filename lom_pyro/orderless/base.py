@@ -78,6 +78,9 @@ class OrderlessModel(Protocol):
         ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``."""
         ...
 
+    # Optional: ``observation(x) -> Tensor`` maps input images to the frame the likelihood
+    # observes (EMORL: [-1, 1] -> [0, 1]); the LOM observes the same frame. Identity if absent.
+
 
 class _Standalone(nn.Module):
     def __init__(self, orderless: OrderlessModel) -> None:

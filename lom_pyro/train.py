@@ -1,0 +1,349 @@
+"""Training entry point: ``lom-pyro train`` and :func:`train` (§3.3, appendix A.3–A.4).
+
+One loop serves LOM-EMORL and the "EMORL alone" baseline: a plain torch Adam over the
+module's parameters minimising :class:`~lom_pyro.infer.GECO` over
+:class:`~lom_pyro.infer.LOMELBO` (``SVI`` is a single-device convenience; a torch
+optimiser is what DDP needs, pyro-notes). Two-stage training — fit the orderless model
+first (or load it), then the LOM on its frozen posterior — is the same objective on a
+schedule: the LOM terms already send no gradient into the orderless model.
+
+Outputs in ``--out``: ``figures/step_*.png`` (inputs, reconstructions, segmentations
+coloured by slot index, τ = 0.8 samples), ``curves.png``, ``checkpoint.pt``,
+``metrics.json`` and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from lom_pyro.checkpoint import load_checkpoint, save_checkpoint
+from lom_pyro.infer import GECO, LOMELBO, GECOConfig
+from lom_pyro.infer.geco import paper_goal
+from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
+from lom_pyro.models.lom import LOM
+from lom_pyro.orderless.base import standalone
+from lom_pyro.sites import OBS, ORDERLESS_OBS
+
+__all__ = ["TrainConfig", "PRESETS", "config_from_preset", "train", "build", "programs", "load_trained",
+           "configure", "run"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved with every checkpoint. Paper values in the presets."""
+
+    preset: str = "quickstart"
+    dataset: str = "stacks"                  # a procedural dataset name, or an HDF5 file
+    orderless: str = "emorl"
+    lom: bool = True                         # False: the orderless model alone (baseline)
+    steps: int = 1000
+    batch_size: int = 16
+    image_size: int = 32
+    lr: float = 4e-4
+    warmup: int = 10_000
+    decay_every: int = 100_000
+    grad_clip: float = 5.0
+    orderless_kwargs: dict[str, Any] = field(default_factory=dict)
+    lom_kwargs: dict[str, Any] = field(default_factory=dict)
+    goal: float = -0.352                     # paper targets (A.4.2), per pixel·channel
+    orderless_goal: float = -0.352
+    geco_speedup: float | None = 5.0
+    geco_step_size: float = 1e-6
+    geco_warmup: int = 1000
+    scene_free_bits: float = 0.25            # × Ds, lowered to 0.167 × Ds for the last 25K steps
+    orderless_steps: int = 0                 # two-stage: steps of stage 1 (orderless alone)
+    orderless_checkpoint: str | None = None  # two-stage: start stage 2 from this orderless model
+    freeze_orderless: bool = False           # stage 2 with the orderless model frozen
+    figure_every: int = 250
+    eval_scenes: int = 256
+    seed: int = 0
+    threads: int = 0                         # 0: leave torch's default
+    device: str = "cpu"
+    out: str = "runs/quickstart"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "image_size", "eval_scenes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.orderless not in ORDERLESS_MODELS:
+            raise ValueError(f"orderless must be one of {sorted(ORDERLESS_MODELS)}, got {self.orderless!r}")
+        if self.orderless_steps < 0:
+            raise ValueError(f"orderless_steps must be >= 0, got {self.orderless_steps}")
+
+
+# Paper settings per dataset (A.4.1–A.4.2) and a CPU quickstart: the same model, smaller numbers.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quickstart": dict(
+        dataset="stacks", image_size=32, batch_size=16, steps=1500, lr=1e-3, warmup=200,
+        decay_every=0, geco_warmup=200, geco_step_size=1e-5, figure_every=250,
+        orderless_kwargs=dict(num_slots=6, slot_dim=32, stochastic_layers=2, refinement_steps=1,
+                              encoder_width=32, decoder_hidden=32, prior_hidden=64, refinement_hidden=64),
+        lom_kwargs=dict(scene_dim=32), out="runs/quickstart"),
+    "objects_room": dict(
+        dataset="objects_room", image_size=64, batch_size=32, steps=400_000, goal=-0.352, orderless_goal=-0.352,
+        geco_speedup=5.0, orderless_kwargs=dict(num_slots=7, refinement_steps=2, sigma=0.7),
+        lom_kwargs=dict(scene_dim=128, sigma=0.7), out="runs/objects_room"),
+    "shapestacks": dict(
+        dataset="shapestacks", image_size=64, batch_size=32, steps=400_000, goal=-0.351, orderless_goal=-0.351,
+        geco_speedup=50.0, orderless_kwargs=dict(num_slots=9, refinement_steps=2, sigma=0.7),
+        lom_kwargs=dict(scene_dim=128, sigma=0.7), out="runs/shapestacks"),
+    "clevr6": dict(
+        dataset="clevr6", image_size=64, batch_size=32, steps=400_000, goal=-2.265, orderless_goal=-2.265,
+        geco_speedup=10.0, orderless_kwargs=dict(num_slots=7, refinement_steps=2, sigma=0.1),
+        lom_kwargs=dict(scene_dim=128, sigma=0.1), out="runs/clevr6"),
+}
+
+
+def _emorl(config: TrainConfig) -> nn.Module:
+    from lom_pyro.orderless.emorl import EMORL
+
+    return EMORL(image_size=config.image_size, **config.orderless_kwargs)
+
+
+ORDERLESS_MODELS = {"emorl": _emorl}
+
+
+def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a named preset with keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    return TrainConfig(preset=preset, **{**PRESETS[preset], **overrides})
+
+
+# -- building --------------------------------------------------------------------------------
+def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
+    """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
+    orderless = ORDERLESS_MODELS[config.orderless](config)
+    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
+    goals = {ORDERLESS_OBS: GECOConfig(goal=paper_goal(config.orderless_goal), beta_max=1.0, **geco)}
+    if not config.lom:
+        return orderless, GECO(LOMELBO(), goals)
+    kwargs = dict(config.lom_kwargs)
+    kwargs.setdefault("sigma", getattr(orderless, "sigma", 0.7))
+    lom = LOM(orderless, **kwargs)
+    lom.scene_free_bits = config.scene_free_bits * lom.scene_dim
+    goals[OBS] = GECOConfig(goal=paper_goal(config.goal), **geco)
+    return lom, GECO(LOMELBO(), goals)
+
+
+def programs(module: nn.Module) -> tuple[Any, Any]:
+    """The model/guide pair that trains ``module``."""
+    if isinstance(module, LOM):
+        return module.model, module.guide
+    pair = standalone(module)
+    return pair.model, pair.guide
+
+
+# -- data ------------------------------------------------------------------------------------
+def _procedural(name: str) -> bool:
+    from lom_pyro.data.procedural import DATASETS
+
+    return name in DATASETS
+
+
+def training_batches(config: TrainConfig) -> Iterator[Tensor]:
+    """Endless image batches ``(B, 3, H, W)`` in [-1, 1]."""
+    from torch.utils.data import DataLoader
+
+    if _procedural(config.dataset):
+        from lom_pyro.data.procedural import ProceduralDataset
+
+        data = ProceduralDataset(config.dataset, image_size=config.image_size, seed=config.seed)
+        loader = DataLoader(data, batch_size=config.batch_size)
+        while True:
+            for batch in loader:
+                yield batch["image"]
+    else:
+        from lom_pyro.data.dataset import SceneDataset
+
+        data = SceneDataset(config.dataset, split="train", value_range=(-1.0, 1.0))
+        loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, drop_last=True)
+        while True:
+            for batch in loader:
+                yield batch["image"]
+
+
+def held_out(config: TrainConfig) -> dict[str, Any]:
+    """Held-out scenes: images in [-1, 1], ground-truth masks, background channels."""
+    if _procedural(config.dataset):
+        from lom_pyro.data.procedural import generate
+
+        scenes = generate(config.dataset, config.eval_scenes, config.image_size, seed=config.seed + 10_000)
+        images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return {"images": images, "masks": torch.from_numpy(scenes.masks),
+                "background": scenes.background_channels}
+    from lom_pyro.data.dataset import SceneDataset
+
+    data = SceneDataset(config.dataset, split="test", value_range=(-1.0, 1.0))
+    items = [data[i] for i in range(min(config.eval_scenes, len(data)))]
+    return {"images": torch.stack([i["image"] for i in items]), "masks": torch.stack([i["masks"] for i in items]),
+            "background": tuple(data.background_channels)}
+
+
+# -- the loop --------------------------------------------------------------------------------
+def _optimiser(module: nn.Module, config: TrainConfig, frozen: nn.Module | None) -> torch.optim.Optimizer:
+    skip = {id(p) for p in frozen.parameters()} if frozen is not None else set()
+    params = [p for p in module.parameters() if p.requires_grad and id(p) not in skip]
+    return torch.optim.Adam(params, lr=config.lr, foreach=True)
+
+
+def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
+           batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
+           frozen: nn.Module | None = None, figures=None) -> None:
+    model, guide = programs(module)
+    optimiser = _optimiser(module, config, frozen)
+    device = torch.device(config.device)
+    bar = tqdm(range(steps), desc=label, dynamic_ncols=True, mininterval=1.0)
+    for i in bar:
+        step = start + i
+        for group in optimiser.param_groups:
+            group["lr"] = config.lr * learning_rate_factor(i, config.warmup, config.decay_every)
+        if isinstance(module, LOM):
+            module.scene_free_bits = scene_free_bits(step, start + steps, module.scene_dim,
+                                                     start=config.scene_free_bits)
+        x = next(batches).to(device)
+        loss, logs = objective.compute(model, guide, x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+        optimiser.step()
+        if i % 10 == 0 or i == steps - 1:  # one host sync every 10 steps
+            values = {k: float(v) for k, v in logs.items()}
+            for key, value in values.items():
+                curves.setdefault(key, []).append(value)
+            curves.setdefault("step", []).append(step)
+            bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()
+                             if not k.startswith("beta")}, refresh=False)
+        if figures is not None and (i % config.figure_every == 0 or i == steps - 1):
+            figures(module, out / "figures" / f"step_{step:06d}.png")
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train as configured; write figures, checkpoint, config and metrics to ``config.out``.
+
+    :return: the metrics written to ``metrics.json``.
+    """
+    from lom_pyro.evaluate import evaluate_module, write_figure
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    pyro.set_rng_seed(config.seed)
+    pyro.enable_validation(False)  # a script: validation costs host syncs per step (pyro-notes)
+    out = Path(config.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    device = torch.device(config.device)
+    module, objective = build(config)
+    module.to(device)
+    objective.to(device)
+    orderless = module.orderless if isinstance(module, LOM) else module
+    evaluation = held_out(config)
+    figure_batch = evaluation["images"][:8].to(device)
+    figures = lambda m, path: write_figure(m, figure_batch, path)
+    batches = training_batches(config)
+    curves: dict[str, list[float]] = {}
+    started = time.perf_counter()
+    frozen = None
+    if config.orderless_checkpoint:
+        load_orderless(orderless, config.orderless_checkpoint)
+        frozen = orderless if config.freeze_orderless else None
+    if config.orderless_steps and isinstance(module, LOM):
+        # stage 1: the orderless model alone, under its own GECO constraint
+        stage1 = GECO(LOMELBO(), {ORDERLESS_OBS: objective.states[ORDERLESS_OBS].config}).to(device)
+        _stage(orderless, stage1, config, config.orderless_steps, 0, batches, out, curves,
+               "stage 1 (orderless)", figures=None)
+        objective.states[ORDERLESS_OBS].load_state_dict(stage1.states[ORDERLESS_OBS].state_dict())
+        frozen = orderless if config.freeze_orderless else None
+    if frozen is not None:
+        frozen.requires_grad_(False)
+    _stage(module, objective, config, config.steps, config.orderless_steps, batches, out, curves,
+           "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures)
+    seconds = time.perf_counter() - started
+    save_checkpoint(out / "checkpoint.pt", {"config": dataclasses.asdict(config), "model": module.state_dict(),
+                                            "objective": objective.state_dict(),
+                                            "step": config.orderless_steps + config.steps})
+    metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
+    metrics.update(train_seconds=round(seconds, 1), steps=config.steps, orderless_steps=config.orderless_steps)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from lom_pyro.viz import plot_curves
+
+    steps = curves.pop("step", [])
+    plot_curves({k: v for k, v in curves.items() if k.startswith(("err", "kl"))}, out / "curves.png",
+                xlabel=f"log point (every 10 steps)")
+    (out / "curves.json").write_text(json.dumps({"step": steps, **curves}))
+    return metrics
+
+
+def load_orderless(orderless: nn.Module, path: str) -> None:
+    """Load orderless weights from a checkpoint of an orderless-alone or a LOM run."""
+    state = load_checkpoint(path)["model"]
+    if any(k.startswith("orderless.") for k in state):
+        state = {k[len("orderless."):]: v for k, v in state.items() if k.startswith("orderless.")}
+    try:
+        orderless.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"--orderless-checkpoint {path}: its weights do not fit this orderless model "
+                         f"({str(err).splitlines()[0]})") from err
+
+
+def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the trained module of a checkpoint written by :func:`train`."""
+    payload = load_checkpoint(path, map_location=device)
+    config = TrainConfig(**payload["config"])
+    module, _ = build(config)
+    module.load_state_dict(payload["model"])
+    return module.to(device).eval(), config
+
+
+# -- command line ----------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS))
+    parser.add_argument("--dataset", help="procedural name (stacks, room, sprites) or an HDF5 file")
+    parser.add_argument("--orderless", choices=sorted(ORDERLESS_MODELS))
+    parser.add_argument("--no-lom", action="store_true", help="train the orderless model alone (baseline)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--orderless-steps", type=int, help="two-stage: steps fitting the orderless model first")
+    parser.add_argument("--orderless-checkpoint", help="two-stage: start from this trained orderless model")
+    parser.add_argument("--freeze-orderless", action="store_true", help="keep the orderless model fixed in stage 2")
+    parser.add_argument("--figure-every", type=int)
+    parser.add_argument("--eval-scenes", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--device")
+    parser.add_argument("--out")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "preset", "no_lom", "freeze_orderless") and v is not None}
+    if args.no_lom:
+        overrides["lom"] = False
+    if args.freeze_orderless:
+        overrides["freeze_orderless"] = True
+    try:
+        config = config_from_preset(args.preset, **overrides)
+    except ValueError as err:
+        print(f"lom-pyro train: {err}")
+        return 2
+    metrics = train(config)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {config.out}/metrics.json, checkpoint.pt and figures/")
+    return 0
+
+
