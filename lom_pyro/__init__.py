@@ -9,10 +9,11 @@ from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models import LOM
 from lom_pyro.ops import greedy_match, hungarian_match, slerp
 from lom_pyro.orderless import OrderlessModel, SlotPosterior, standalone
+from lom_pyro.orderless.emorl import EMORL
 from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
 
 __all__ = [
-    "LOM", "LOMELBO", "GECO", "GECOConfig",
+    "LOM", "EMORL", "LOMELBO", "GECO", "GECOConfig",
     "align", "order_aware_scale", "stop_gradient",
     "greedy_match", "hungarian_match", "slerp",
     "OrderlessModel", "SlotPosterior", "standalone",

@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from lom_pyro.checkpoint import load_checkpoint, save_checkpoint
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
-from lom_pyro.infer.geco import paper_goal
 from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
 from lom_pyro.models.lom import LOM
 from lom_pyro.orderless.base import standalone
@@ -126,15 +125,17 @@ def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
 def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
     orderless = ORDERLESS_MODELS[config.orderless](config)
-    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
-    goals = {ORDERLESS_OBS: GECOConfig(goal=paper_goal(config.orderless_goal), beta_max=1.0, **geco)}
+    # β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met, never beyond
+    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup,
+                beta_max=1.0)
+    goals = {ORDERLESS_OBS: GECOConfig(goal=config.orderless_goal, **geco)}
     if not config.lom:
         return orderless, GECO(LOMELBO(), goals)
     kwargs = dict(config.lom_kwargs)
     kwargs.setdefault("sigma", getattr(orderless, "sigma", 0.7))
     lom = LOM(orderless, **kwargs)
     lom.scene_free_bits = config.scene_free_bits * lom.scene_dim
-    goals[OBS] = GECOConfig(goal=paper_goal(config.goal), **geco)
+    goals[OBS] = GECOConfig(goal=config.goal, **geco)
     return lom, GECO(LOMELBO(), goals)
 
 

@@ -13,7 +13,7 @@ from toy import ToyOrderless
 
 
 def test_geco_follows_formula_on_scripted_errors():
-    cfg = GECOConfig(goal=-0.5, step_size=1e-3, speedup=10.0, ema_decay=0.9, beta_init=1.0,
+    cfg = GECOConfig(goal=0.5, step_size=1e-3, speedup=10.0, ema_decay=0.9, beta_init=1.0,
                      beta_min=1e-3, beta_max=50.0, warmup_steps=2, log_normaliser=0.0)
     n = 100                                   # elements per image: goal_err = 50
     state = GECOState(cfg)
@@ -40,9 +40,9 @@ def test_geco_state_dict_round_trip():
         assert torch.equal(getattr(fresh, key), getattr(state, key))
 
 
-def test_goal_is_per_pixel_channel_of_unnormalised_gaussian():
+def test_goal_is_the_papers_unnormalised_error_per_pixel_channel():
     cfg = GECOConfig(goal=-0.352)
-    assert cfg.goal_error(3 * 64 * 64) == pytest.approx((0.352 + 0.5 * math.log(2 * math.pi)) * 3 * 64 * 64)
+    assert cfg.goal_error(3 * 64 * 64) == pytest.approx((-0.352 + 0.5 * math.log(2 * math.pi)) * 3 * 64 * 64)
 
 
 @pytest.mark.parametrize("kwargs", [dict(goal=float("nan")), dict(goal=-1, ema_decay=1.0),
