@@ -6,6 +6,8 @@ import pkgutil
 import re
 from pathlib import Path
 
+import pytest
+
 import lom_pyro
 from lom_pyro import sites
 
@@ -27,10 +29,11 @@ def test_site_names_are_stable():
     assert lom_pyro.LOM.SLOTS == "z" and lom_pyro.LOM.SCENE == "s"
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("page", ["README.md", "docs/model.md"])
+def test_python_blocks_in_docs_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "the README has no python example"
+    assert blocks, f"{page} has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})

@@ -1,0 +1,80 @@
+"""End-to-end smoke run of ``lom-pyro train`` on a tiny configuration."""
+
+import json
+
+import pytest
+import torch
+
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lom_pyro.cli import main
+from lom_pyro.train import TrainConfig, build, config_from_preset, load_trained
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--steps", "3", "--batch-size", "4", "--eval-scenes", "8", "--figure-every", "2", "--threads", "1"]
+
+
+def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "quickstart", *TINY, "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png"]
+    assert (out / "curves.png").stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_elbo_per_image",
+                "test_terms_per_image", "test_lom_kl_per_image"):
+        assert key in metrics
+    assert metrics["structure_accuracy_data"] >= 0.95
+    trained, config = load_trained(str(out / "checkpoint.pt"))
+    assert config.steps == 3
+    torch.manual_seed(config.seed)
+    initial, _ = build(config)
+    before = dict(initial.named_parameters())
+    unchanged = [n for n, p in trained.named_parameters() if torch.equal(p, before[n])]
+    assert not unchanged, f"parameters not trained: {unchanged}"
+
+
+def test_two_stage_training_freezes_the_orderless_model(tmp_path):
+    first = tmp_path / "orderless"
+    assert main(["train", "--preset", "quickstart", "--no-lom", *TINY, "--out", str(first)]) == 0
+    second = tmp_path / "lom"
+    assert main(["train", "--preset", "quickstart", *TINY, "--orderless-checkpoint", str(first / "checkpoint.pt"),
+                 "--freeze-orderless", "--out", str(second)]) == 0
+    orderless = load_checkpoint(first / "checkpoint.pt")["model"]
+    lom = load_checkpoint(second / "checkpoint.pt")["model"]
+    for name, value in orderless.items():
+        assert torch.equal(lom[f"orderless.{name}"], value), name
+
+
+def test_bad_config_and_checkpoint(tmp_path, capsys):
+    assert main(["train", "--preset", "quickstart", "--steps", "0", "--out", str(tmp_path)]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="preset must be one of"):
+        config_from_preset("nope")
+    with pytest.raises(ValueError, match="orderless must be one of"):
+        TrainConfig(orderless="slot-attention")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_is_atomic_and_refuses_pickled_code(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "step": 1})
+    before = path.read_bytes()
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        save_checkpoint(path, {"model": Boom()})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+    import pickle
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "lom_pyro-checkpoint-v1", "payload": pickle.loads(pickle.dumps(print))}, evil)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
