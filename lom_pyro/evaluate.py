@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from lom_pyro.models.lom import LOM
 
-__all__ = ["evaluate_module", "write_figure", "unit_frame", "sample_images", "reconstructions"]
+__all__ = ["evaluate_module", "write_figure", "unit_frame", "sample_images", "reconstructions", "dci_of_slots",
+           "visualize", "markdown_table", "configure_evaluate", "run_evaluate", "configure_visualize",
+           "run_visualize"]
 
 _CHUNK = 64
 
@@ -130,3 +132,214 @@ def write_figure(module: nn.Module, x: Tensor, path: str | Path, temperature: fl
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     panel({k: v.cpu() for k, v in rows.items()}, path, scale=2)
     return Path(path)
+
+
+# -- lom-pyro evaluate ------------------------------------------------------------------------
+_DISCRETE_FACTORS = {"shape", "material", "color", "colour", "size", "level"}
+
+
+def _evaluation_config(args, config):
+    """The run's config with the dataset (and image size) the user asked to evaluate on."""
+    import dataclasses
+
+    if args.data:
+        config = dataclasses.replace(config, dataset=args.data)
+    return dataclasses.replace(config, eval_scenes=args.n)
+
+
+@torch.no_grad()
+def dci_of_slots(module: LOM, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """DCI of the ordered slot means against object factors, slots matched to objects by
+    IoU of their masks (Hungarian, small objects dropped)."""
+    from lom_pyro.metrics.dci import dci, match_slots_to_objects, matched_pairs
+
+    names = [n for n in evaluation["factor_names"] if n not in ("visible", "visibility")]
+    columns = [evaluation["factor_names"].index(n) for n in names]
+    device = next(module.parameters()).device
+    codes, factors = [], []
+    for start in range(0, evaluation["images"].shape[0], _CHUNK):
+        x = evaluation["images"][start:start + _CHUNK].to(device)
+        rec = module.reconstruct(x)
+        truth = evaluation["masks"][start:start + _CHUNK]
+        assignment = match_slots_to_objects(rec.masks.squeeze(2).cpu(), truth, background_channels=evaluation["background"])
+        c, f = matched_pairs(rec.z.cpu(), evaluation["factors"][start:start + _CHUNK][..., columns], assignment)
+        codes.append(c)
+        factors.append(f)
+    codes_t, factors_t = torch.cat(codes), torch.cat(factors)
+    if codes_t.shape[0] < 20:
+        return {"skipped": f"only {codes_t.shape[0]} slots matched an object; DCI needs more"}
+    result = dci(codes_t, factors_t, [n in _DISCRETE_FACTORS for n in names])
+    return {"disentanglement": result.disentanglement, "completeness": result.completeness,
+            "informativeness": dict(zip(names, map(float, result.informativeness))),
+            "discrete": dict(zip(names, result.discrete)), "matched_objects": int(codes_t.shape[0])}
+
+
+def _fid(module: nn.Module, evaluation: dict[str, Any], args) -> dict[str, Any]:
+    from lom_pyro.metrics.fid import fid, kid
+    from lom_pyro.metrics.inception import find_inception_weights
+
+    try:
+        weights = find_inception_weights(args.inception)
+    except FileNotFoundError as err:
+        return {"skipped": str(err)}
+    real = (evaluation["images"] + 1) / 2
+    n = min(args.fid_n, real.shape[0])
+    sampler = lambda batch: sample_images(module, batch, args.temperature)[0].cpu()
+    f = fid(real, sampler, n_real=n, n_fake=n, weights=weights)
+    k = kid(real, sampler, n_real=n, n_fake=n, weights=weights, subset_size=min(1000, n))
+    return {"fid": f.value, "kid": k.value, "kid_std": k.std, "n_real": f.n_real, "n_fake": f.n_fake,
+            "preprocessing": f.preprocessing, "feature_source": f.feature_source,
+            "note": "paper protocol is 10K real vs 10K generated" if n < 10_000 else ""}
+
+
+def configure_evaluate(parser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt written by lom-pyro train")
+    parser.add_argument("--data", help="HDF5 file or procedural name (default: the run's dataset)")
+    parser.add_argument("--n", type=int, default=256, help="held-out scenes for ARI, ELBO and DCI")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--iwae-k", type=int, default=16, help="samples of the importance-weighted bound")
+    parser.add_argument("--iwae-n", type=int, default=32, help="scenes for the importance-weighted bound")
+    parser.add_argument("--fid-n", type=int, default=10_000, help="real and generated images for FID/KID")
+    parser.add_argument("--inception", help="InceptionV3 weights file (else $LOM_PYRO_INCEPTION, hub cache, ...)")
+    parser.add_argument("--s-acc-export", metavar="DIR", help="write 100 samples as a labelling sheet here")
+    parser.add_argument("--s-acc-labels", metavar="CSV", help="read a filled-in labelling sheet back")
+    parser.add_argument("--out", help="folder for eval.json and eval.md (default: the checkpoint's)")
+    parser.add_argument("--device", default="cpu")
+
+
+def run_evaluate(args) -> int:
+    import json
+
+    from lom_pyro.checkpoint import CheckpointError
+    from lom_pyro.infer.iwae import iwae_bound
+    from lom_pyro.train import held_out, load_trained, programs
+
+    try:
+        module, config = load_trained(args.checkpoint, args.device)
+    except (CheckpointError, ValueError) as err:
+        print(f"lom-pyro evaluate: {err}")
+        return 1
+    out = Path(args.out or Path(args.checkpoint).parent)
+    out.mkdir(parents=True, exist_ok=True)
+    config = _evaluation_config(args, config)
+    evaluation = held_out(config)
+    from lom_pyro.infer import LOMELBO
+
+    metrics = evaluate_module(module, evaluation, LOMELBO(), config.dataset, args.temperature)
+    if isinstance(module, LOM):
+        model, guide = programs(module)
+        x = evaluation["images"][: args.iwae_n].to(args.device)
+        metrics[f"iwae_k{args.iwae_k}_per_image"] = float(iwae_bound(model, guide, x, args.iwae_k).mean())
+        metrics["iwae_k1_per_image"] = float(iwae_bound(model, guide, x, 1).mean())
+        if "factors" in evaluation:
+            try:
+                metrics["dci"] = dci_of_slots(module, evaluation)
+            except ImportError as err:
+                metrics["dci"] = {"skipped": str(err)}
+    metrics["fid"] = _fid(module, evaluation, args)
+    if args.s_acc_export:
+        from lom_pyro.metrics.labels import write_labelling_sheet
+
+        samples, _ = sample_images(module, 100, args.temperature)
+        metrics["s_acc_sheet"] = str(write_labelling_sheet(samples.cpu(), args.s_acc_export))
+    if args.s_acc_labels:
+        from lom_pyro.metrics.labels import read_labelling_sheet
+
+        metrics["s_acc_labelled"] = read_labelling_sheet(args.s_acc_labels)
+    (out / "eval.json").write_text(json.dumps(metrics, indent=2, default=str))
+    (out / "eval.md").write_text(markdown_table(metrics))
+    print(markdown_table(metrics))
+    return 0
+
+
+def markdown_table(metrics: dict[str, Any], prefix: str = "") -> str:
+    """Flatten nested metrics into a two-column Markdown table."""
+    rows = []
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, float):
+            rows.append(f"| {key} | {value:.4g} |")
+        else:
+            rows.append(f"| {key} | {' '.join(str(value).split())} |")
+
+    walk(metrics, prefix)
+    return "| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
+
+
+# -- lom-pyro visualize -----------------------------------------------------------------------
+def configure_visualize(parser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt written by lom-pyro train")
+    parser.add_argument("--data", help="HDF5 file or procedural name (default: the run's dataset)")
+    parser.add_argument("--n", type=int, default=8, help="images per row")
+    parser.add_argument("--database", type=int, default=512, help="scenes in the retrieval database")
+    parser.add_argument("--pca", type=int, default=6, help="PCA dimension of the retrieval scene space")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="folder for the figures (default: <checkpoint folder>/figures)")
+    parser.add_argument("--device", default="cpu")
+
+
+@torch.no_grad()
+def visualize(module: LOM, evaluation: dict[str, Any], out: Path, n: int = 8, pca: int = 6) -> list[Path]:
+    """Samples with masks, a temperature sweep, SLERP strips (PNG and GIF), reconstructions
+    and segmentations of both posteriors, and scene retrieval (appendix A.6–A.7)."""
+    from lom_pyro.metrics.retrieval import SceneDatabase
+    from lom_pyro.viz import colour_masks, panel, save_gif
+
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(module.parameters()).device
+    written = [write_figure(module, evaluation["images"][:n].to(device), out / "reconstructions.png")]
+    images, masks = sample_images(module, n, 0.8)
+    panel({"samples t=0.8": images.cpu(), "masks": colour_masks(masks.cpu())}, out / "samples.png", scale=2)
+    written.append(out / "samples.png")
+    sweep = {f"t={t}": sample_images(module, n, t)[0].cpu() for t in (0.6, 0.7, 0.8, 0.9, 1.0)}
+    panel(sweep, out / "temperature_sweep.png", scale=2)
+    written.append(out / "temperature_sweep.png")
+    ends = module.sample(2 * 3, 0.8).s
+    strips, frames = {}, []
+    for row in range(3):
+        gen = module.interpolate(ends[2 * row], ends[2 * row + 1], steps=n)
+        strips[f"slerp {row + 1}"] = unit_frame(module, gen.images).cpu()
+        strips[f"masks {row + 1}"] = colour_masks(gen.masks.squeeze(2).cpu())
+        frames.append(unit_frame(module, gen.images).cpu())
+    panel(strips, out / "slerp.png", scale=2)
+    save_gif([torch.cat([f[i] for f in frames], dim=-1) for i in range(n)], out / "slerp.gif", duration=150)
+    written += [out / "slerp.png", out / "slerp.gif"]
+    # retrieval: database of (s, z) posterior means, query = first held-out scene, re-rank by its slot 0
+    db_images = evaluation["images"]
+    encs = [module.encode(db_images[i:i + _CHUNK].to(device)) for i in range(0, db_images.shape[0], _CHUNK)]
+    s = torch.cat([e.scene_loc for e in encs]).cpu()
+    z = torch.cat([e.slots_loc for e in encs]).cpu()
+    database = SceneDatabase(s[1:], z[1:], n_components=min(pca, s.shape[0] - 1, s.shape[1]))
+    near = database.query(s[0], k=min(5, len(database)))
+    slot = int(module.reconstruct(db_images[:1].to(device)).masks[0, :, 0].flatten(1).sum(-1).argsort()[-2])
+    reranked = database.rerank(near, z[0, slot])
+    unit = ((db_images + 1) / 2).clamp(0, 1)
+    panel({"query": unit[:1], "nearest (scene)": unit[1:][torch.as_tensor(near.indices)],
+           f"re-ranked (slot {slot})": unit[1:][torch.as_tensor(reranked.indices)]}, out / "retrieval.png", scale=2)
+    written.append(out / "retrieval.png")
+    return written
+
+
+def run_visualize(args) -> int:
+    from lom_pyro.checkpoint import CheckpointError
+    from lom_pyro.train import held_out, load_trained
+
+    try:
+        module, config = load_trained(args.checkpoint, args.device)
+    except (CheckpointError, ValueError) as err:
+        print(f"lom-pyro visualize: {err}")
+        return 1
+    if not isinstance(module, LOM):
+        print("lom-pyro visualize: the checkpoint holds an orderless model alone; figures need a LOM")
+        return 1
+    import dataclasses
+
+    torch.manual_seed(args.seed)
+    config = dataclasses.replace(config, dataset=args.data or config.dataset, eval_scenes=args.database)
+    out = Path(args.out or Path(args.checkpoint).parent / "figures")
+    for path in visualize(module, held_out(config), out, n=args.n, pca=args.pca):
+        print(f"wrote {path}")
+    return 0

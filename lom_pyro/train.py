@@ -176,21 +176,26 @@ def training_batches(config: TrainConfig) -> Iterator[Tensor]:
                 yield batch["image"]
 
 
-def held_out(config: TrainConfig) -> dict[str, Any]:
-    """Held-out scenes: images in [-1, 1], ground-truth masks, background channels."""
+def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> dict[str, Any]:
+    """Held-out scenes: ``images`` in [-1, 1], ground-truth ``masks``, ``background``
+    channel indices, and ``factors`` / ``factor_names`` where the data has them."""
+    n = n or config.eval_scenes
     if _procedural(config.dataset):
         from lom_pyro.data.procedural import generate
 
-        scenes = generate(config.dataset, config.eval_scenes, config.image_size, seed=config.seed + 10_000)
+        scenes = generate(config.dataset, n, config.image_size, seed=config.seed + 10_000)
         images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return {"images": images, "masks": torch.from_numpy(scenes.masks),
-                "background": scenes.background_channels}
+        return {"images": images, "masks": torch.from_numpy(scenes.masks), "background": scenes.background_channels,
+                "factors": torch.from_numpy(scenes.factors), "factor_names": scenes.factor_names}
     from lom_pyro.data.dataset import SceneDataset
 
-    data = SceneDataset(config.dataset, split="test", value_range=(-1.0, 1.0))
-    items = [data[i] for i in range(min(config.eval_scenes, len(data)))]
-    return {"images": torch.stack([i["image"] for i in items]), "masks": torch.stack([i["masks"] for i in items]),
-            "background": tuple(data.background_channels)}
+    data = SceneDataset(config.dataset, split=split, value_range=(-1.0, 1.0))
+    items = [data[i] for i in range(min(n, len(data)))]
+    out = {"images": torch.stack([i["image"] for i in items]), "masks": torch.stack([i["masks"] for i in items]),
+           "background": tuple(data.info.background_channels)}
+    if data.info.factor_names:
+        out.update(factors=torch.stack([i["factors"] for i in items]), factor_names=data.info.factor_names)
+    return out
 
 
 # -- the loop --------------------------------------------------------------------------------
