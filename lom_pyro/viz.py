@@ -177,14 +177,17 @@ def save_gif(frames: Sequence[ArrayLike], path: str | os.PathLike[str], duration
     return p
 
 
-def _font(size: int = 12) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+_Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+
+
+def _font(size: int = 12) -> _Font:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
         return ImageFont.load_default()
 
 
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> tuple[int, int]:
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font: _Font) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     return int(right - left), int(bottom - top)
 
@@ -290,8 +293,12 @@ def plot_curves(
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     left, right, top, bottom = 60, width - 15, 28 if title else 12, height - 36
-    tx = lambda x: left + (right - left) * x / xmax  # noqa: E731
-    ty = lambda y: bottom - (bottom - top) * (y - ylo) / (yhi - ylo)  # noqa: E731
+
+    def tx(x: float) -> float:
+        return left + (right - left) * x / xmax
+
+    def ty(y: float) -> float:
+        return bottom - (bottom - top) * (y - ylo) / (yhi - ylo)
 
     for y in _nice_ticks(ylo, yhi):
         py = ty(y)
@@ -317,7 +324,7 @@ def plot_curves(
         ok = np.isfinite(v)
         # Draw each finite run separately so gaps stay gaps.
         run: list[tuple[float, float]] = []
-        for x, (y, good) in enumerate(zip(v, ok)):
+        for x, (y, good) in enumerate(zip(v, ok, strict=True)):
             if good:
                 run.append((tx(x), ty(float(y))))
             if (not good or x == v.size - 1) and run:

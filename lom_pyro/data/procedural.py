@@ -42,7 +42,7 @@ whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +160,18 @@ def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return np.linalg.norm(c - (a + t[..., None] * ab), axis=-1)
 
 
-def _resample_until(rng: np.random.Generator, values: np.ndarray, draw, ok, tries: int = 200) -> np.ndarray:
-    """Redraw the entries of ``values`` (leading axis) for which ``ok(values)`` is False."""
+def _resample_until(
+    values: np.ndarray,
+    draw: Callable[[int], np.ndarray],
+    ok: Callable[[np.ndarray], np.ndarray],
+    tries: int = 200,
+) -> np.ndarray:
+    """Redraw the rows of ``values`` for which ``ok(values)`` is False (rejection sampling).
+
+    :param values: ``(C, ...)`` initial draw, modified in place and returned.
+    :param draw: ``draw(k)`` gives ``k`` fresh rows.
+    :param ok: ``(C, ...) -> (C,)`` bool; may compare row ``i`` with scene ``i``'s other parameters.
+    """
     for _ in range(tries):
         bad = ~ok(values)
         if not bad.any():
@@ -203,7 +213,7 @@ def _finish(name: str, label: np.ndarray, palette: np.ndarray, shade: np.ndarray
         images = lut[n_idx, label, np.arange(w)[None, None, :]]  # (C, H, W, 3)
     masks = (label[:, None] == np.arange(k, dtype=label.dtype)[None, :, None, None]).astype(np.uint8)
     # an object fully hidden behind nearer ones is absent from the image, so from the factors
-    seen = masks.reshape(c, k, -1).any(-1)
+    seen = masks.reshape(c, k, h * w).any(-1)
     factors = np.where(seen[..., None], factors, 0.0).astype(np.float32)
     return ProceduralScenes(name, images, masks, factors, FACTOR_NAMES[name], BACKGROUND_CHANNELS[name])
 
@@ -232,7 +242,7 @@ def _shape_masks(shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, size: np.nda
 def _stacks(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScenes:
     nb = rng.integers(2, _MAX_BLOCKS + 1, c)
     present = np.arange(_MAX_BLOCKS)[None] < nb[:, None]  # (C, 4)
-    h = rng.integers(math.ceil(0.11 * s), math.floor(0.18 * s) + 1, (c, _MAX_BLOCKS))
+    h = rng.integers(math.ceil(0.13 * s), math.floor(0.2 * s) + 1, (c, _MAX_BLOCKS))
     w = rng.integers(math.ceil(0.16 * s), math.floor(0.32 * s) + 1, (c, _MAX_BLOCKS))
     h, w = h * present, w * present
     margin = max(2, round(0.06 * s))
@@ -289,29 +299,25 @@ def _stacks(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScene
     def bg(k: int) -> np.ndarray:
         return _colours(rng, (k, 2), (0.0, 0.3), (0.3, 0.95))
 
-    wf = _resample_until(rng, bg(c), bg, lambda x: np.linalg.norm(x[:, 0] - x[:, 1], axis=-1) >= 0.2)
+    wf = _resample_until(bg(c), bg, lambda x: np.linalg.norm(x[:, 0] - x[:, 1], axis=-1) >= 0.2)
     wall, floor = wf[:, 0], wf[:, 1]
     blocks = np.zeros((c, _MAX_BLOCKS, 3))
     for j in range(_MAX_BLOCKS):
         below = blocks[:, j - 1] if j else None
 
-        def ok(x: np.ndarray, j: int = j, below: np.ndarray | None = below) -> np.ndarray:
+        def ok(x: np.ndarray, below: np.ndarray | None = below) -> np.ndarray:
             fine = _segment_distance(x, wall, floor) >= 0.35
             if below is not None:
                 fine &= np.linalg.norm(x - below, axis=-1) >= 0.35
+                # the blurred seam between two blocks must not look like wall or floor either
+                for t in (0.25, 0.5, 0.75):
+                    fine &= _segment_distance(t * x + (1 - t) * below, wall, floor) >= 0.25
             return fine
 
         def draw(k: int) -> np.ndarray:
             return _colours(rng, (k,), (0.5, 1.0), (0.55, 1.0))
 
-        # resample row-wise with fixed partners: draw for the bad subset only
-        col = draw(c)
-        for _ in range(200):
-            bad = ~ok(col)
-            if not bad.any():
-                break
-            col[bad] = draw(int(bad.sum()))
-        blocks[:, j] = col
+        blocks[:, j] = _resample_until(draw(c), draw, ok)
 
     # draw only the first m scenes; the parameters of all c were drawn so that prefixes are stable
     left, w, h, tops, bottoms, present = (a[:m] for a in (left, w, h, tops, bottoms, present))
@@ -368,7 +374,7 @@ def _room(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScenes:
         d = lambda i, j: np.linalg.norm(x[:, i] - x[:, j], axis=-1)  # noqa: E731
         return (d(0, 1) >= 0.2) & (d(0, 2) >= 0.2) & (d(1, 3) >= 0.2) & (d(2, 3) >= 0.2) & (d(1, 2) >= 0.08)
 
-    backgrounds = _resample_until(rng, backdrop(c), backdrop, distinct)  # sky, left, right, floor
+    backgrounds = _resample_until(backdrop(c), backdrop, distinct)  # sky, left, right, floor
 
     n_obj = rng.integers(1, _ROOM_OBJECTS + 1, c)
     present = np.arange(_ROOM_OBJECTS)[None] < n_obj[:, None]
@@ -392,13 +398,10 @@ def _room(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScenes:
                 fine &= np.linalg.norm(col[:, None] - prev, axis=-1).min(1) >= 0.2
             return fine
 
-        col = _colours(rng, (c,), (0.5, 1.0), (0.5, 1.0))
-        for _ in range(200):
-            bad = ~ok(col)
-            if not bad.any():
-                break
-            col[bad] = _colours(rng, (int(bad.sum()),), (0.5, 1.0), (0.5, 1.0))
-        obj_col[:, j] = col
+        def draw(k: int) -> np.ndarray:
+            return _colours(rng, (k,), (0.5, 1.0), (0.5, 1.0))
+
+        obj_col[:, j] = _resample_until(draw(c), draw, ok)
 
     # back to front, so that nearer objects are drawn last and occlude; absent ones last of all
     order = np.argsort(np.where(present, bottom, np.inf), axis=1, kind="stable")
@@ -451,13 +454,10 @@ def _sprites(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScen
                 fine &= np.linalg.norm(x[:, None] - prev, axis=-1).min(1) >= 0.2
             return fine
 
-        cj = _colours(rng, (c,), (0.4, 1.0), (0.6, 1.0))
-        for _ in range(200):
-            bad = ~ok(cj)
-            if not bad.any():
-                break
-            cj[bad] = _colours(rng, (int(bad.sum()),), (0.4, 1.0), (0.6, 1.0))
-        col[:, j] = cj
+        def draw(k: int) -> np.ndarray:
+            return _colours(rng, (k,), (0.4, 1.0), (0.6, 1.0))
+
+        col[:, j] = _resample_until(draw(c), draw, ok)
 
     bg, present, size, cx, cy, shape, col = (a[:m] for a in (bg, present, size, cx, cy, shape, col))
     obj = _shape_masks(shape, cx, cy, size, s) & present[..., None, None]

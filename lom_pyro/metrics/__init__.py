@@ -15,6 +15,7 @@ from lom_pyro.metrics.fid import fid, frechet_distance, kid
 from lom_pyro.metrics.inception import find_inception_weights, load_inception
 from lom_pyro.metrics.labels import read_labelling_sheet, write_labelling_sheet
 from lom_pyro.metrics.retrieval import SceneDatabase
+from lom_pyro.metrics.structure import structure_accuracy
 
 __all__ = [
     "ari_fg",
@@ -31,12 +32,6 @@ __all__ = [
     "SceneDatabase",
     "write_labelling_sheet",
     "read_labelling_sheet",
+    "structure_accuracy",
 ]
 
-try:  # written alongside this package; exported once it exists
-    from lom_pyro.metrics.structure import structure_accuracy  # noqa: F401
-except ModuleNotFoundError as err:
-    if err.name != "lom_pyro.metrics.structure":
-        raise
-else:
-    __all__.append("structure_accuracy")

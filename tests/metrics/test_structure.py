@@ -1,0 +1,243 @@
+"""Structure accuracy: ground-truth stacks pass, broken or blurry ones fail, input conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from lom_pyro.data.procedural import ProceduralScenes, generate
+from lom_pyro.metrics.structure import analyse_stack, stack_is_structured, structure_accuracy, structure_flags
+
+SIZES = (32, 48, 64)
+N = 30
+
+
+@pytest.fixture(scope="module")
+def scenes() -> dict[int, ProceduralScenes]:
+    return {s: generate("stacks", N, image_size=s, seed=11) for s in SIZES}
+
+
+# ----------------------------------------------------------------------------- scene surgery
+
+
+def _background(img: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """The scene without its blocks, and the horizon row."""
+    horizon = int(np.flatnonzero(masks[1].any(1))[0])
+    bg = np.empty_like(img)
+    bg[:horizon] = img[masks[0].astype(bool)][0]
+    bg[horizon:] = img[masks[1].astype(bool)][0]
+    return bg, horizon
+
+
+def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(a)
+    h, w = a.shape[:2]
+    src = a[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = src
+    return out
+
+
+def _move(
+    img: np.ndarray, masks: np.ndarray, channels: list[int], dy: int, dx: int, copy: bool = False
+) -> np.ndarray | None:
+    """Move (or copy) the given blocks by ``(dy, dx)``; None if they would leave the frame."""
+    bg, _ = _background(img, masks)
+    m = masks[channels].any(0)
+    moved = _shift(m, dy, dx)
+    if moved.sum() != m.sum():
+        return None
+    out = img if copy else np.where(m[..., None], bg, img)
+    return np.where(moved[..., None], _shift(np.where(m[..., None], img, 0), dy, dx), out)
+
+
+def _blocks(masks: np.ndarray) -> list[int]:
+    return [k for k in range(2, masks.shape[0]) if masks[k].any()]
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+
+
+def floating(img: np.ndarray, masks: np.ndarray) -> np.ndarray | None:
+    """The top block lifted, leaving a gap of wall above its support."""
+    return _move(img, masks, _blocks(masks)[-1:], -max(2, img.shape[0] // 16), 0)
+
+
+def lifted(img: np.ndarray, masks: np.ndarray) -> np.ndarray | None:
+    """The whole stack raised until wall shows beneath it."""
+    b = _blocks(masks)
+    _, horizon = _background(img, masks)
+    dy = _box(masks[b[0]])[1] + 1 - horizon + max(2, img.shape[0] // 16)
+    return None if _box(masks[b[-1]])[0] - dy < 1 else _move(img, masks, b, -dy, 0)
+
+
+def displaced(img: np.ndarray, masks: np.ndarray, clear: bool) -> np.ndarray | None:
+    """The top block pushed sideways: its centre 2 px past its support's edge, or (clear) off it entirely."""
+    b = _blocks(masks)
+    up, lo = _box(masks[b[-1]]), _box(masks[b[-2]])
+    centre = (up[2] + up[3]) / 2
+    if clear:
+        shifts = (lo[3] + 3 - up[2], lo[2] - 3 - up[3])
+    else:
+        shifts = (int(np.ceil(lo[3] + 2 - centre)), int(np.floor(lo[2] - 2 - centre)))
+    for dx in shifts:
+        out = _move(img, masks, b[-1:], 0, dx)
+        if out is not None:
+            return out
+    return None
+
+
+def two_piles(img: np.ndarray, masks: np.ndarray) -> np.ndarray | None:
+    """A copy of the stack standing beside it, 3 px away."""
+    b = _blocks(masks)
+    cols = np.flatnonzero(masks[b].any(0).any(0))
+    step = cols[-1] - cols[0] + 4
+    for dx in (step, -step):
+        out = _move(img, masks, b, 0, dx, copy=True)
+        if out is not None:
+            return out
+    return None
+
+
+def single_block(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    bg, _ = _background(img, masks)
+    return np.where(masks[_blocks(masks)[1:]].any(0)[..., None], bg, img)
+
+
+def empty(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    return _background(img, masks)[0]
+
+
+def colour_blob(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """A smooth blob the size and colours of the stack (top colour fading into the bottom one), blurred."""
+    b = _blocks(masks)
+    ys, xs = np.nonzero(masks[b].any(0))
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    ry, rx = (ys.max() - ys.min()) / 2 + 1, (xs.max() - xs.min()) / 2 + 1
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]] + 0.5
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    top, bottom = (img[masks[k].astype(bool)][0].astype(float) for k in (b[-1], b[0]))
+    t = np.clip((yy - cy + ry) / (2 * ry), 0, 1)[..., None]
+    out = np.where(inside[..., None], top * (1 - t) + bottom * t, _background(img, masks)[0])
+    return _to_uint8(ndimage.gaussian_filter(out, (1.5, 1.5, 0)))
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def box_blur(img: np.ndarray) -> np.ndarray:
+    """A 3 x 3 box blur ("1 px"), like a slightly soft generated image."""
+    return _to_uint8(ndimage.uniform_filter(img.astype(float), (3, 3, 1), mode="nearest"))
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    return _to_uint8(ndimage.gaussian_filter(img.astype(float), (sigma, sigma, 0), mode="nearest"))
+
+
+def _apply(s: ProceduralScenes, fn) -> np.ndarray:
+    out = [fn(img, m) for img, m in zip(s.images, s.masks)]
+    out = [o for o in out if o is not None]
+    assert len(out) >= 5, "too few scenes admit this perturbation"
+    return np.stack(out)
+
+
+# ----------------------------------------------------------------------------- good scenes pass
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ground_truth_stacks_pass(scenes: dict[int, ProceduralScenes], size: int) -> None:
+    assert structure_accuracy(scenes[size].images) >= 0.95
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_slightly_blurred_stacks_pass(scenes: dict[int, ProceduralScenes], size: int) -> None:
+    blurred = np.stack([box_blur(x) for x in scenes[size].images])
+    assert structure_accuracy(blurred) >= 0.9
+
+
+def test_finds_the_ground_truth_blocks(scenes: dict[int, ProceduralScenes]) -> None:
+    s = scenes[64]
+    for img, masks in zip(s.images[:10], s.masks[:10]):
+        a = analyse_stack(img)
+        assert a.structured and a.reason == "ok"
+        want = [_box(masks[k]) for k in reversed(_blocks(masks))]  # top to bottom
+        assert [(t, b, l, r) for t, b, l, r in a.blocks] == want
+
+
+# ----------------------------------------------------------------------------- broken scenes fail
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "perturb",
+    [
+        floating,
+        lifted,
+        pytest.param(lambda i, m: displaced(i, m, clear=False), id="overhang"),
+        pytest.param(lambda i, m: displaced(i, m, clear=True), id="off-support"),
+        two_piles,
+        single_block,
+        empty,
+        colour_blob,
+    ],
+    ids=lambda f: getattr(f, "__name__", None),
+)
+def test_broken_stacks_fail(scenes: dict[int, ProceduralScenes], size: int, perturb) -> None:
+    assert structure_accuracy(_apply(scenes[size], perturb)) <= 0.05
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(32, 3.0), (48, 2.0), (64, 2.0), (64, 3.0)])
+def test_blurry_blobs_fail(scenes: dict[int, ProceduralScenes], size: int, sigma: float) -> None:
+    blurred = np.stack([gaussian_blur(x, sigma) for x in scenes[size].images])
+    assert structure_accuracy(blurred) <= 0.05
+
+
+def test_other_datasets_are_not_stacks() -> None:
+    for name in ("room", "sprites"):
+        assert structure_accuracy(generate(name, 20, image_size=64, seed=0).images) <= 0.1
+
+
+# ----------------------------------------------------------------------------- conventions
+
+
+def test_layouts_and_value_ranges_agree(scenes: dict[int, ProceduralScenes]) -> None:
+    s = scenes[48]
+    mixed = np.concatenate([s.images[:6], _apply(s, floating)[:6]])
+    want = structure_flags(mixed)
+    assert want.tolist() == [True] * 6 + [False] * 6
+    unit = mixed.astype(np.float32) / 255
+    nchw = np.ascontiguousarray(unit.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(structure_flags(unit, value_range=(0, 1)), want)
+    np.testing.assert_array_equal(structure_flags(nchw * 2 - 1, value_range=(-1, 1)), want)
+    np.testing.assert_array_equal(structure_flags(torch.from_numpy(nchw), value_range=(0.0, 1.0)), want)
+    assert [stack_is_structured(x, value_range=(0, 1)) for x in nchw] == want.tolist()
+
+
+@settings(max_examples=10, deadline=None)
+@given(low=st.floats(-5, 5), span=st.floats(0.1, 300))
+def test_any_affine_value_range(scenes: dict[int, ProceduralScenes], low: float, span: float) -> None:
+    imgs = np.concatenate([scenes[32].images[:3], _apply(scenes[32], empty)[:2]])
+    scaled = low + imgs.astype(np.float64) / 255 * span
+    assert structure_flags(scaled, value_range=(low, low + span)).tolist() == [True] * 3 + [False] * 2
+
+
+@pytest.mark.parametrize(
+    ("images", "kwargs", "argument"),
+    [
+        (np.zeros((2, 3, 32, 32), np.float32), {}, "value_range"),
+        (np.zeros((2, 32, 32, 3), np.uint8), {"value_range": (1, 0)}, "value_range"),
+        (np.zeros((2, 32, 32), np.uint8), {}, "images"),
+        (np.zeros((2, 4, 32, 32), np.uint8), {}, "images"),
+        (np.zeros((2, 3, 8, 8), np.uint8), {}, "images"),
+        (np.zeros((0, 32, 32, 3), np.uint8), {}, "images"),
+    ],
+)
+def test_invalid_arguments(images: np.ndarray, kwargs: dict, argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        structure_accuracy(images, **kwargs)
