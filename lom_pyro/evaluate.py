@@ -58,10 +58,17 @@ def sample_images(module: nn.Module, n: int, temperature: float = 0.8) -> tuple[
 @torch.no_grad()
 def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
     """Reconstructions in [0, 1] and masks ``(B, K, H, W)`` of the orderless posterior
-    (``"orderless"``) and, for a LOM, of the ordered posterior (``"lom"``)."""
+    means (``"orderless"``) and, for a LOM, of the ordered posterior means (``"lom"``)."""
+    from pyro import poutine
+
+    from lom_pyro.orderless.base import make_plates
+
     orderless = _orderless(module)
-    rec = orderless.reconstruct(x)
-    out = {"orderless": (((rec["image"] + 1) / 2).clamp(0, 1), rec["masks"].squeeze(2))}
+    with poutine.block():
+        posterior = orderless.guide(x, make_plates(x.shape[0], orderless.num_slots))
+    rgb, logits = orderless.decode(posterior.loc)
+    masks = logits.softmax(dim=1)
+    out = {"orderless": (unit_frame(module, (masks * rgb).sum(1)), masks.squeeze(2))}
     if isinstance(module, LOM):
         lom = module.reconstruct(x)
         out["lom"] = (unit_frame(module, lom.images), lom.masks.squeeze(2))

@@ -32,6 +32,9 @@ class ToyOrderless(PyroModule):
     def make_decoder(self) -> nn.Module:
         return SpatialBroadcastDecoder(self.slot_dim, self.image_shape, hidden=8, num_layers=1, padded=True)
 
+    def decode(self, z):
+        return self.decoder(z)
+
     @pyro_method
     def model(self, x, plates) -> None:
         b = x.shape[0]

@@ -73,6 +73,11 @@ class OrderlessModel(Protocol):
 
     def guide(self, x: Tensor, plates: Plates) -> SlotPosterior: ...
 
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Its own decoder: ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``,
+        RGB in the frame the likelihood observes."""
+        ...
+
     def make_decoder(self) -> nn.Module:
         """A fresh decoder of the same architecture (own weights) for the LOM (design.md §4):
         ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``."""
