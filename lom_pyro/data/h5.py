@@ -33,7 +33,7 @@ CLEVR files there are uncropped, so pass ``dataset="clevr6"`` to crop and resize
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,23 +113,20 @@ class H5Writer:
         self._compression = compression
         if not self.path.parent.is_dir():
             raise DataError(f"{self.path}: the folder {self.path.parent} does not exist; create it first.")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(tmp)
-        try:
-            self._file: h5py.File | None = h5py.File(self._tmp, "w")
-        except BaseException:
-            self._tmp.unlink(missing_ok=True)
-            raise
-        a = self._file.attrs
-        a["format"], a["format_version"], a["dataset"] = FORMAT, FORMAT_VERSION, dataset
-        a["background_channels"] = np.asarray(list(background_channels), dtype=np.int64)
-        a["factor_names"] = _str_list(self.factor_names)
-        a["scene_factor_names"] = _str_list(self.scene_factor_names)
-        a["preprocessing"] = preprocessing
-        for key, value in (attrs or {}).items():
-            a[key] = value
+        # hidden sibling, so os.replace stays on one file system; "w-" refuses to clobber
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        self._file: h5py.File | None = h5py.File(self._tmp, "w-")
         self.counts: dict[str, int] = {}
+        try:
+            self.set_attrs(
+                format=FORMAT, format_version=FORMAT_VERSION, dataset=dataset,
+                background_channels=np.asarray(list(background_channels), dtype=np.int64),
+                factor_names=_str_list(self.factor_names), scene_factor_names=_str_list(self.scene_factor_names),
+                preprocessing=preprocessing, **(attrs or {}),
+            )  # fmt: skip
+        except BaseException:
+            self.abort()
+            raise
 
     def __enter__(self) -> H5Writer:
         return self

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import gzip as _gzip
+import itertools
 import os
 import struct
 import zlib
@@ -206,19 +207,20 @@ _FOOTER = struct.Struct("<I")
 
 
 def _open_read(path: PathLike, gzip: bool | None) -> IO[bytes]:
-    raw = open(path, "rb")  # noqa: SIM115 - handed to the caller's `with`
     if gzip is None:  # auto-detect: a GZIP stream starts with 1f 8b
-        gzip = raw.read(2) == _GZIP_MAGIC
-        raw.seek(0)
+        with open(path, "rb") as probe:
+            gzip = probe.read(2) == _GZIP_MAGIC
     if gzip:
-        return _gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+        return _gzip.open(path, "rb")  # type: ignore[return-value]  # owns (and closes) its file
+    return open(path, "rb")  # noqa: SIM115 - handed to the caller's `with`
 
 
 def _read_exact(f: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes; reads in bounded pieces, so a corrupt huge length cannot
+    make us allocate more than the file actually holds."""
     chunks, left = [], n
     while left:
-        chunk = f.read(left)
+        chunk = f.read(min(left, 1 << 24))
         if not chunk:
             break
         chunks.append(chunk)
@@ -239,10 +241,10 @@ def iter_records(path: PathLike, *, gzip: bool | None = None, verify: bool = Tru
         stream; the message names the file and the record index.
     """
     f = _open_read(path, gzip)
-    index = -1
+    index = 0
     try:
         with f:
-            for index in range(1 << 62):
+            for index in itertools.count():
                 header = _read_exact(f, _HEADER.size)
                 if not header:
                     return
@@ -275,7 +277,7 @@ def iter_records(path: PathLike, *, gzip: bool | None = None, verify: bool = Tru
                 yield data
     except (EOFError, zlib.error, _gzip.BadGzipFile) as err:
         raise TFRecordError(
-            f"{os.fspath(path)}: record {max(index, 0)}: the GZIP stream is corrupt or cut short ({err})."
+            f"{os.fspath(path)}: record {index}: the GZIP stream is corrupt or cut short ({err})."
         ) from err
 
 
