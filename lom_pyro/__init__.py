@@ -8,8 +8,7 @@ from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models import LOM
 from lom_pyro.ops import greedy_match, hungarian_match, slerp
-from lom_pyro.orderless import OrderlessModel, SlotPosterior, standalone
-from lom_pyro.orderless.emorl import EMORL
+from lom_pyro.orderless import EMORL, OrderlessModel, SlotPosterior, standalone
 from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
 
 __all__ = [

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class TrainConfig:
     orderless_steps: int = 0                 # two-stage: steps of stage 1 (orderless alone)
     orderless_checkpoint: str | None = None  # two-stage: start stage 2 from this orderless model
     freeze_orderless: bool = False           # stage 2 with the orderless model frozen
+    max_minutes: float | None = None         # stop a stage early after this much wall time
     figure_every: int = 250
     eval_scenes: int = 256
     seed: int = 0
@@ -207,8 +209,10 @@ def _optimiser(module: nn.Module, config: TrainConfig, frozen: nn.Module | None)
 
 def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
            batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
-           frozen: nn.Module | None = None, figures=None) -> None:
+           frozen: nn.Module | None = None, figures=None) -> int:
+    """Train ``module`` for up to ``steps`` steps; returns the number of steps taken."""
     model, guide = programs(module)
+    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     optimiser = _optimiser(module, config, frozen)
     device = torch.device(config.device)
     bar = tqdm(range(steps), desc=label, dynamic_ncols=True, mininterval=1.0)
@@ -232,8 +236,13 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
             curves.setdefault("step", []).append(step)
             bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()
                              if not k.startswith("beta")}, refresh=False)
-        if figures is not None and (i % config.figure_every == 0 or i == steps - 1):
+        last = i == steps - 1 or time.perf_counter() > deadline
+        if figures is not None and (i % config.figure_every == 0 or last):
             figures(module, out / "figures" / f"step_{step:06d}.png")
+        if last:
+            bar.close()
+            return i + 1
+    return steps
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
@@ -269,27 +278,32 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if config.orderless_steps and isinstance(module, LOM):
         # stage 1: the orderless model alone, under its own GECO constraint
         stage1 = GECO(LOMELBO(), {ORDERLESS_OBS: objective.states[ORDERLESS_OBS].config}).to(device)
-        _stage(orderless, stage1, config, config.orderless_steps, 0, batches, out, curves,
-               "stage 1 (orderless)", figures=None)
+        orderless_steps = _stage(orderless, stage1, config, config.orderless_steps, 0, batches, out, curves,
+                                 "stage 1 (orderless)", figures=None)
         objective.states[ORDERLESS_OBS].load_state_dict(stage1.states[ORDERLESS_OBS].state_dict())
         frozen = orderless if config.freeze_orderless else None
-    if frozen is not None:
-        frozen.requires_grad_(False)
-    _stage(module, objective, config, config.steps, config.orderless_steps, batches, out, curves,
-           "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures)
+    else:
+        orderless_steps = 0
+    with warnings.catch_warnings():
+        if frozen is not None:
+            frozen.requires_grad_(False)
+            # PyroModule warns on every access to a frozen parameter; freezing is the point here
+            warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad")
+        steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
+                       "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures)
     seconds = time.perf_counter() - started
     save_checkpoint(out / "checkpoint.pt", {"config": dataclasses.asdict(config), "model": module.state_dict(),
                                             "objective": objective.state_dict(),
-                                            "step": config.orderless_steps + config.steps})
+                                            "step": orderless_steps + steps})
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
-    metrics.update(train_seconds=round(seconds, 1), steps=config.steps, orderless_steps=config.orderless_steps)
+    metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     from lom_pyro.viz import plot_curves
 
-    steps = curves.pop("step", [])
+    logged_steps = curves.pop("step", [])
     plot_curves({k: v for k, v in curves.items() if k.startswith(("err", "kl"))}, out / "curves.png",
-                xlabel=f"log point (every 10 steps)")
-    (out / "curves.json").write_text(json.dumps({"step": steps, **curves}))
+                xlabel="log point (every 10 steps)")
+    (out / "curves.json").write_text(json.dumps({"step": logged_steps, **curves}))
     return metrics
 
 
@@ -327,6 +341,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orderless-steps", type=int, help="two-stage: steps fitting the orderless model first")
     parser.add_argument("--orderless-checkpoint", help="two-stage: start from this trained orderless model")
     parser.add_argument("--freeze-orderless", action="store_true", help="keep the orderless model fixed in stage 2")
+    parser.add_argument("--max-minutes", type=float, help="stop each stage after this much wall time")
     parser.add_argument("--figure-every", type=int)
     parser.add_argument("--eval-scenes", type=int)
     parser.add_argument("--seed", type=int)

@@ -47,6 +47,7 @@ class SiteTerm:
     :ivar raw: ``(B,)`` — the same before free bits (equal for observation sites).
     :ivar group: GECO group (an observation site name).
     :ivar num_elements: number of observed elements per example (C·H·W), 0 for latents.
+    :ivar scale: the site's ``poutine.scale`` factor (already applied to ``value``).
     """
 
     name: str
@@ -55,6 +56,7 @@ class SiteTerm:
     raw: Tensor
     group: str
     num_elements: int = 0
+    scale: float | Tensor = 1.0
 
     @property
     def loss(self) -> Tensor:
@@ -128,7 +130,7 @@ class LOMELBO(ELBO):
                 per = _per_example(site, logp, self.batch_plate)
                 group = site["infer"].get("geco_group", name)
                 numel = int(torch.Size(site["fn"].event_shape).numel())
-                terms[name] = SiteTerm(name, "loglik", per, per, group, numel)
+                terms[name] = SiteTerm(name, "loglik", per, per, group, numel, site["scale"])
                 continue
             guide_site = guide_trace.nodes.get(name)
             if guide_site is None or guide_site["type"] != "sample":
@@ -140,7 +142,7 @@ class LOMELBO(ELBO):
             if group is None:
                 raise ValueError(f"latent site {name!r} needs infer['geco_group'] naming one of the "
                                  f"observation sites {observed}")
-            terms[name] = SiteTerm(name, "kl", value, raw, group)
+            terms[name] = SiteTerm(name, "kl", value, raw, group, 0, guide_site["scale"])
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and not site["is_observed"] and name not in model_trace.nodes:
                 raise ValueError(f"guide site {name!r} has no site in the model")

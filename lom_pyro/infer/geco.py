@@ -107,7 +107,8 @@ class GECO(nn.Module):
     For every group ``g`` with a goal, ``loss_g = err_g + β_g · KL_g`` where ``err_g`` is
     the batch-mean negative log-likelihood of the group's observation sites and ``KL_g``
     the batch-mean of its (free-bits) KL terms; groups without a goal contribute the
-    plain negative ELBO (batch mean). The multipliers update after each call in
+    plain negative ELBO (batch mean). The constraint measures the error without the
+    sites' ``poutine.scale`` weights (EMORL weighs its final image by ``w_I``). The multipliers update after each call in
     ``.train()`` mode (not in ``.eval()``).
 
     Usable as ``loss=`` of :class:`pyro.infer.SVI` (it is a callable returning a
@@ -140,6 +141,7 @@ class GECO(nn.Module):
         ``kl/<g>``, ``beta/<g>``, and ``elbo`` (per example)."""
         terms = self.elbo.terms(model, guide, *args, **kwargs)
         err: dict[str, Tensor] = {}
+        measured: dict[str, Tensor] = {}   # the constraint sees the error without site scales
         kl: dict[str, Tensor] = {}
         numel: dict[str, int] = {}
         elbo = 0.0
@@ -147,7 +149,9 @@ class GECO(nn.Module):
             elbo = elbo - t.raw.mean() if t.kind == "kl" else elbo + t.raw.mean()
             target = err if t.kind == "loglik" else kl
             target[t.group] = target.get(t.group, 0.0) + t.loss.mean()
-            numel[t.group] = numel.get(t.group, 0) + t.num_elements
+            if t.kind == "loglik":
+                measured[t.group] = measured.get(t.group, 0.0) + t.loss.detach().mean() / t.scale
+                numel[t.group] = numel.get(t.group, 0) + t.num_elements
         unknown = set(self.states) - set(err)
         if unknown:
             raise ValueError(f"GECO goals name {sorted(unknown)} but the model observes only {sorted(err)}")
@@ -164,7 +168,7 @@ class GECO(nn.Module):
                 logs[f"beta/{group}"] = beta
         if self.training:
             for group, state in self.states.items():
-                state.update(err[group], numel[group])
+                state.update(torch.as_tensor(measured[group]), numel[group])
         return loss, logs
 
     def forward(self, model, guide, *args, **kwargs) -> Tensor:
