@@ -87,7 +87,7 @@ class TrainConfig:
 # Paper settings per dataset (A.4.1–A.4.2) and a CPU quickstart: the same model, smaller numbers.
 PRESETS: dict[str, dict[str, Any]] = {
     "quickstart": dict(
-        dataset="stacks", image_size=32, batch_size=16, steps=1500, lr=1e-3, warmup=200,
+        dataset="stacks", image_size=32, batch_size=16, steps=1000, lr=1e-3, warmup=200,
         decay_every=0, geco_warmup=200, geco_step_size=1e-5, figure_every=250,
         orderless_kwargs=dict(num_slots=6, slot_dim=32, stochastic_layers=2, refinement_steps=1,
                               encoder_width=32, decoder_hidden=32, prior_hidden=64, refinement_hidden=64),
