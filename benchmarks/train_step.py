@@ -1,0 +1,98 @@
+"""Training-step time and peak memory: EMORL alone vs LOM-EMORL (issue: LOM-EMORL speed bar).
+
+The reference's setting, so the two compare: 64×64, K = 7, Dz = 64, Ds = 128, L = 3,
+I = 3, CPU with 2 threads, batch 8 and 32. Each (model, batch) runs in its own child
+process (peak RSS is per process), warm-up step first, then the median of ``--reps``
+steps; the two models alternate per batch size. Targets: LOM-EMORL ≤ 1.3× EMORL alone;
+EMORL alone at batch 8 well under the reference implementation's 12.9 s/step and 3.1 GB
+(measured on this machine; aim for half).
+
+    python benchmarks/train_step.py [--batches 8 32] [--reps 3]
+
+Writes ``benchmarks/results/train_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}}
+
+
+def child(kind: str, batch: int, reps: int, threads: int) -> dict:
+    import pyro
+    import torch
+
+    from lom_pyro.train import config_from_preset, build, programs
+
+    torch.set_num_threads(threads)
+    pyro.enable_validation(False)
+    torch.manual_seed(0)
+    config = config_from_preset("objects_room", lom=(kind == "lom-emorl"), batch_size=batch,
+                                orderless_kwargs=dict(num_slots=7, refinement_steps=3, sigma=0.7))
+    module, objective = build(config)
+    model, guide = programs(module)
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4, foreach=True)
+    x = torch.rand(batch, 3, 64, 64) * 2 - 1
+    times = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        loss, _ = objective.compute(model, guide, x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+        optimiser.step()
+        times.append(time.perf_counter() - start)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"model": kind, "batch": batch, "s_per_step": statistics.median(times[1:]), "steps": times[1:],
+            "peak_gb": peak_kb / 1024 ** 2}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads)))
+        return {}
+    rows = []
+    for batch in args.batches:
+        for kind in ("emorl", "lom-emorl"):
+            cmd = [sys.executable, __file__, "--child", kind, str(batch), "--reps", str(args.reps),
+                   "--threads", str(args.threads)]
+            rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+            print(f"  {kind:<10} batch {batch:>3}: {rows[-1]['s_per_step']:.2f} s/step, {rows[-1]['peak_gb']:.2f} GB",
+                  flush=True)
+    print(f"\n{'batch':>5} {'EMORL s':>9} {'LOM s':>9} {'ratio':>7} {'EMORL GB':>9} {'LOM GB':>8} {'ref s':>7} {'ref GB':>7}")
+    table = []
+    for batch in args.batches:
+        e, l = [r for r in rows if r["batch"] == batch]
+        ref = REFERENCE.get(batch, {})
+        table.append({"batch": batch, "emorl_s": e["s_per_step"], "lom_emorl_s": l["s_per_step"],
+                      "ratio": l["s_per_step"] / e["s_per_step"], "emorl_gb": e["peak_gb"],
+                      "lom_emorl_gb": l["peak_gb"], "reference_emorl": ref})
+        print(f"{batch:>5} {e['s_per_step']:>9.2f} {l['s_per_step']:>9.2f} {table[-1]['ratio']:>7.2f} "
+              f"{e['peak_gb']:>9.2f} {l['peak_gb']:>8.2f} {ref.get('s_per_step', float('nan')):>7.1f} "
+              f"{ref.get('peak_gb', float('nan')):>7.1f}")
+    result = {"benchmark": "train_step", "setting": "64x64, K=7, Dz=64, Ds=128, L=3, I=3", "threads": args.threads,
+              "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": table}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
