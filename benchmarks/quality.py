@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "quality.json").write_text(json.dumps(result, indent=2))
     print(f"{'':<28}{'EMORL alone':>14}{'LOM-EMORL':>14}")
     for key in ("steps", "train_seconds", "ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples",
-                "structure_accuracy_data", "test_elbo_per_image"):
+                "structure_accuracy_data", "test_objective_elbo_per_image", "test_lom_elbo_per_image"):
         a, b = metrics_alone.get(key), metrics_lom.get(key)
         fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
         print(f"{key:<28}{fmt(a):>14}{fmt(b):>14}")

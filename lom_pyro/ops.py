@@ -63,7 +63,9 @@ def permute_slots(x: Tensor, perm: Tensor) -> Tensor:
 def slerp(a: Tensor, b: Tensor, steps: int, *, normalise: bool = True) -> Tensor:
     """Spherical linear interpolation from ``a`` to ``b`` (appendix A.7).
 
-    With ``normalise=True`` (the paper) both ends are scaled to norm ``sqrt(D)`` first.
+    With ``normalise=True`` (the paper) both ends are scaled to norm ``sqrt(D)`` first —
+    the typical norm of a standard-normal sample, so the path stays where an N(0, I)
+    scene prior puts its mass (for another prior pass ``normalise=False``).
 
     :param a, b: ``(D,)``. :param steps: number of points including both ends (≥ 2).
     :return: ``(steps, D)``.
@@ -81,4 +83,6 @@ def slerp(a: Tensor, b: Tensor, steps: int, *, normalise: bool = True) -> Tensor
     omega = torch.arccos(cos)
     if omega.abs() < 1e-6:  # parallel ends: linear interpolation is exact in the limit
         return (1 - t) * a + t * b
+    if (torch.pi - omega).abs() < 1e-4:
+        raise ValueError("slerp: a and b point in opposite directions; the great circle between them is not unique")
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)

@@ -12,8 +12,9 @@ shape, and exposes ``dim = Ds``::
     LOM(orderless, scene_prior=MyPrior())
 
 The temperature τ multiplies the prior standard deviations when sampling (§4.1); it is
-1 during training. A plain ``pyro.distributions`` object is accepted as well
-(:func:`as_scene_prior` wraps it).
+1 during training. A fixed diagonal Gaussian (``Normal(loc, scale).to_event(1)``) is
+accepted as well (:func:`as_scene_prior` wraps it); any other fixed distribution goes
+in a module, so that ``.to(device)`` moves it with the model.
 """
 
 from __future__ import annotations
@@ -76,24 +77,24 @@ class MixtureScenePrior(nn.Module):
 
 
 class FixedScenePrior(nn.Module):
-    """Wraps a fixed distribution; temperature applies to Normal/Independent(Normal) only."""
+    """A fixed diagonal Gaussian ``N(loc, diag scale²)``; its parameters are buffers, so the
+    prior follows the model's device and dtype. Temperature multiplies the scale."""
 
-    def __init__(self, distribution: dist.TorchDistribution) -> None:
+    def __init__(self, distribution: torch.distributions.Distribution) -> None:
         super().__init__()
-        if len(distribution.event_shape) != 1 or len(distribution.batch_shape) != 0:
-            raise ValueError("scene_prior distribution must have event_shape (Ds,) and empty batch_shape, got "
-                             f"event {tuple(distribution.event_shape)} batch {tuple(distribution.batch_shape)}")
-        self.distribution = distribution
+        base = distribution.base_dist if isinstance(distribution, torch.distributions.Independent) else None
+        if not isinstance(base, torch.distributions.Normal) or len(distribution.event_shape) != 1 \
+                or len(distribution.batch_shape) != 0:
+            raise ValueError("scene_prior: a fixed distribution must be Normal(loc, scale).to_event(1) with "
+                             f"event_shape (Ds,), got {type(distribution).__name__} with event "
+                             f"{tuple(distribution.event_shape)} and batch {tuple(distribution.batch_shape)}; "
+                             "put any other distribution in a module whose forward(temperature) returns it")
+        self.register_buffer("loc", base.loc.expand(distribution.event_shape).clone())
+        self.register_buffer("scale", base.scale.expand(distribution.event_shape).clone())
         self.dim = int(distribution.event_shape[0])
 
     def forward(self, temperature: float = 1.0) -> dist.TorchDistribution:
-        if temperature == 1.0:
-            return self.distribution
-        base = self.distribution
-        if isinstance(base, dist.Independent) and isinstance(base.base_dist, dist.Normal):
-            return dist.Normal(base.base_dist.loc, base.base_dist.scale * temperature).to_event(1)
-        raise ValueError(f"temperature {temperature} needs a prior that defines it; wrap "
-                         f"{type(base).__name__} in a module whose forward(temperature) scales it")
+        return dist.Normal(self.loc, self.scale * temperature).to_event(1)
 
 
 def as_scene_prior(prior: object, dim: int) -> nn.Module:
@@ -101,7 +102,7 @@ def as_scene_prior(prior: object, dim: int) -> nn.Module:
     :class:`StandardNormalPrior`, a distribution is wrapped, a module is checked."""
     if prior is None:
         return StandardNormalPrior(dim)
-    if isinstance(prior, dist.TorchDistribution):
+    if isinstance(prior, torch.distributions.Distribution):
         prior = FixedScenePrior(prior)
     if not callable(prior):
         raise ValueError(f"scene_prior must be a module or distribution, got {type(prior).__name__}")

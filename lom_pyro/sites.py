@@ -7,8 +7,8 @@ Shapes are those of the site's value inside the LOM program (batch plate at
 ==================  ====================  ==========================================
 name                value shape           meaning
 ==================  ====================  ==========================================
-``BATCH``           plate, size B         images in the mini-batch (``dim=-2``)
-``SLOTS``           plate, size K         slot index (``dim=-1``)
+``BATCH_PLATE``     plate, size B         images in the mini-batch (``dim=-2``)
+``SLOTS_PLATE``     plate, size K         slot index (``dim=-1``)
 ``SCENE`` "s"       (B, 1, Ds)            scene latent (§3.1)
 ``OBJECTS`` "z"     (B, K, Dz)            ordered object slots (§3.1)
 ``OBS`` "x"         (B, 1, C, H, W)       image under the LOM decoder
@@ -19,10 +19,10 @@ name                value shape           meaning
 
 from __future__ import annotations
 
-__all__ = ["BATCH", "SLOTS", "SCENE", "OBJECTS", "OBS", "ORDERLESS_SLOTS", "ORDERLESS_OBS"]
+__all__ = ["BATCH_PLATE", "SLOTS_PLATE", "SCENE", "OBJECTS", "OBS", "ORDERLESS_SLOTS", "ORDERLESS_OBS"]
 
-BATCH = "batch"
-SLOTS = "slots"
+BATCH_PLATE = "batch"
+SLOTS_PLATE = "slots"
 SCENE = "s"
 OBJECTS = "z"
 OBS = "x"

@@ -8,7 +8,9 @@ first (or load it), then the LOM on its frozen posterior — is the same objecti
 schedule: the LOM terms already send no gradient into the orderless model.
 
 Outputs in ``--out``: ``figures/step_*.png`` (inputs, reconstructions, segmentations
-coloured by slot index, τ = 0.8 samples), ``curves.png``, ``checkpoint.pt``,
+coloured by slot index, τ = 0.8 samples), ``curves.png``, ``checkpoint.pt`` (every
+``checkpoint_every`` steps and at the end, with the optimiser state; stage 1 of a
+two-stage run writes ``orderless.pt``, usable as ``--orderless-checkpoint``),
 ``metrics.json`` and ``config.json``.
 """
 
@@ -62,7 +64,11 @@ class TrainConfig:
     geco_speedup: float | None = 5.0
     geco_step_size: float = 1e-6
     geco_warmup: int = 1000
-    scene_free_bits: float = 0.25            # × Ds, lowered to 0.167 × Ds for the last 25K steps
+    scene_free_bits: float = 0.25            # × Ds (0: off) ...
+    scene_free_bits_final: float = 0.167     # ... × Ds for the last 25K steps of longer runs
+    scene_prior: str = "normal"              # "normal" or "mixture" (learnable mixture of Gaussians)
+    scene_prior_components: int = 10
+    checkpoint_every: int = 5000             # also at the end and at the max_minutes deadline
     orderless_steps: int = 0                 # two-stage: steps of stage 1 (orderless alone)
     orderless_checkpoint: str | None = None  # two-stage: start stage 2 from this orderless model
     freeze_orderless: bool = False           # stage 2 with the orderless model frozen
@@ -82,6 +88,11 @@ class TrainConfig:
             raise ValueError(f"orderless must be one of {sorted(ORDERLESS_MODELS)}, got {self.orderless!r}")
         if self.orderless_steps < 0:
             raise ValueError(f"orderless_steps must be >= 0, got {self.orderless_steps}")
+        if self.scene_prior not in ("normal", "mixture"):
+            raise ValueError(f"scene_prior must be 'normal' or 'mixture', got {self.scene_prior!r}")
+        if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
+            raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
+                             "or orderless_steps")
 
 
 # Paper settings per dataset (A.4.1–A.4.2) and a CPU quickstart: the same model, smaller numbers.
@@ -135,8 +146,11 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
         return orderless, GECO(LOMELBO(), goals)
     kwargs = dict(config.lom_kwargs)
     kwargs.setdefault("sigma", getattr(orderless, "sigma", 0.7))
-    lom = LOM(orderless, **kwargs)
-    lom.scene_free_bits = config.scene_free_bits * lom.scene_dim
+    if config.scene_prior == "mixture":
+        from lom_pyro.priors import MixtureScenePrior
+
+        kwargs["scene_prior"] = MixtureScenePrior(kwargs.get("scene_dim", 128), config.scene_prior_components)
+    lom = LOM(orderless, **kwargs)  # the scene free bits follow the schedule of config.scene_free_bits
     goals[OBS] = GECOConfig(goal=config.goal, **geco)
     return lom, GECO(LOMELBO(), goals)
 
@@ -201,19 +215,31 @@ def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> 
 
 
 # -- the loop --------------------------------------------------------------------------------
-def _optimiser(module: nn.Module, config: TrainConfig, frozen: nn.Module | None) -> torch.optim.Optimizer:
+def _parameter_groups(module: nn.Module, frozen: nn.Module | None) -> list[list[nn.Parameter]]:
+    """The orderless model's trainable parameters and the LOM's own, as separate groups:
+    each is clipped on its own, so the LOM's gradient norm never rescales the orderless
+    update (its decomposition stays unbiased, §3.3)."""
     skip = {id(p) for p in frozen.parameters()} if frozen is not None else set()
-    params = [p for p in module.parameters() if p.requires_grad and id(p) not in skip]
-    return torch.optim.Adam(params, lr=config.lr, foreach=True)
+    inner = {id(p) for p in module.orderless.parameters()} if isinstance(module, LOM) else set()
+    own = [p for p in module.parameters() if p.requires_grad and id(p) not in skip]
+    groups = [[p for p in own if id(p) in inner], [p for p in own if id(p) not in inner]]
+    return [g for g in groups if g]
+
+
+def _payload(config: TrainConfig, module: nn.Module, objective: GECO, optimiser: torch.optim.Optimizer,
+             step: int) -> dict[str, Any]:
+    return {"config": dataclasses.asdict(config), "model": module.state_dict(), "objective": objective.state_dict(),
+            "optimiser": optimiser.state_dict(), "step": step}
 
 
 def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
            batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
-           frozen: nn.Module | None = None, figures=None) -> int:
+           frozen: nn.Module | None = None, figures=None, checkpoint: str = "checkpoint.pt") -> int:
     """Train ``module`` for up to ``steps`` steps; returns the number of steps taken."""
     model, guide = programs(module)
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
-    optimiser = _optimiser(module, config, frozen)
+    groups = _parameter_groups(module, frozen)
+    optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
     device = torch.device(config.device)
     bar = tqdm(range(steps), desc=label, dynamic_ncols=True, mininterval=1.0)
     for i in bar:
@@ -222,12 +248,13 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
             group["lr"] = config.lr * learning_rate_factor(i, config.warmup, config.decay_every)
         if isinstance(module, LOM):
             module.scene_free_bits = scene_free_bits(step, start + steps, module.scene_dim,
-                                                     start=config.scene_free_bits)
+                                                     start=config.scene_free_bits, end=config.scene_free_bits_final)
         x = next(batches).to(device)
         loss, logs = objective.compute(model, guide, x)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+        for group in groups:
+            nn.utils.clip_grad_norm_(group, config.grad_clip)
         optimiser.step()
         if i % 10 == 0 or i == steps - 1:  # one host sync every 10 steps
             values = {k: float(v) for k, v in logs.items()}
@@ -239,6 +266,9 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
         last = i == steps - 1 or time.perf_counter() > deadline
         if figures is not None and (i % config.figure_every == 0 or last):
             figures(module, out / "figures" / f"step_{step:06d}.png")
+        if last or (config.checkpoint_every and (i + 1) % config.checkpoint_every == 0):
+            # periodic and final checkpoints: a crash loses at most checkpoint_every steps
+            save_checkpoint(out / checkpoint, _payload(config, module, objective, optimiser, step + 1))
         if last:
             bar.close()
             return i + 1
@@ -273,13 +303,15 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     frozen = None
     if config.orderless_checkpoint:
-        load_orderless(orderless, config.orderless_checkpoint)
+        geco_state = load_orderless(orderless, config.orderless_checkpoint)
+        if geco_state:  # carry on the orderless constraint where that run left it
+            objective.states[ORDERLESS_OBS].load_state_dict(geco_state)
         frozen = orderless if config.freeze_orderless else None
     if config.orderless_steps and isinstance(module, LOM):
         # stage 1: the orderless model alone, under its own GECO constraint
         stage1 = GECO(LOMELBO(), {ORDERLESS_OBS: objective.states[ORDERLESS_OBS].config}).to(device)
         orderless_steps = _stage(orderless, stage1, config, config.orderless_steps, 0, batches, out, curves,
-                                 "stage 1 (orderless)", figures=None)
+                                 "stage 1 (orderless)", figures=None, checkpoint="orderless.pt")
         objective.states[ORDERLESS_OBS].load_state_dict(stage1.states[ORDERLESS_OBS].state_dict())
         frozen = orderless if config.freeze_orderless else None
     else:
@@ -292,9 +324,6 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
                        "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures)
     seconds = time.perf_counter() - started
-    save_checkpoint(out / "checkpoint.pt", {"config": dataclasses.asdict(config), "model": module.state_dict(),
-                                            "objective": objective.state_dict(),
-                                            "step": orderless_steps + steps})
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
     metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -307,9 +336,14 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def load_orderless(orderless: nn.Module, path: str) -> None:
-    """Load orderless weights from a checkpoint of an orderless-alone or a LOM run."""
-    state = load_checkpoint(path)["model"]
+def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
+    """Load orderless weights from a checkpoint of an orderless-alone or a LOM run.
+
+    :return: that run's GECO state of the orderless constraint (empty if it had none)."""
+    payload = load_checkpoint(path)
+    prefix = f"states.{ORDERLESS_OBS}."
+    geco = {k[len(prefix):]: v for k, v in payload.get("objective", {}).items() if k.startswith(prefix)}
+    state = payload["model"]
     if any(k.startswith("orderless.") for k in state):
         state = {k[len("orderless."):]: v for k, v in state.items() if k.startswith("orderless.")}
     try:
@@ -317,6 +351,7 @@ def load_orderless(orderless: nn.Module, path: str) -> None:
     except RuntimeError as err:
         raise ValueError(f"--orderless-checkpoint {path}: its weights do not fit this orderless model "
                          f"({str(err).splitlines()[0]})") from err
+    return geco
 
 
 def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:

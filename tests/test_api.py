@@ -24,7 +24,7 @@ def test_every_submodule_imports_and_exports_resolve():
 
 
 def test_site_names_are_stable():
-    assert (sites.BATCH, sites.SLOTS, sites.SCENE, sites.OBJECTS, sites.OBS, sites.ORDERLESS_SLOTS,
+    assert (sites.BATCH_PLATE, sites.SLOTS_PLATE, sites.SCENE, sites.OBJECTS, sites.OBS, sites.ORDERLESS_SLOTS,
             sites.ORDERLESS_OBS) == ("batch", "slots", "s", "z", "x", "o", "x_orderless")
     assert lom_pyro.LOM.SLOTS == "z" and lom_pyro.LOM.SCENE == "s"
 

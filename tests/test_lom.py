@@ -136,3 +136,26 @@ def test_mixture_likelihood_and_ablation_switches():
     perm = tr.nodes[OBJECTS]["infer"]["permutation"]
     o_scale = tr.nodes[ORDERLESS_SLOTS]["fn"].base_dist.scale
     assert torch.equal(tr.nodes[OBJECTS]["fn"].base_dist.scale, torch.gather(o_scale, 1, perm.unsqueeze(-1).expand(-1, -1, 4)))
+
+
+def test_encode_uses_one_orderless_posterior_and_the_mean_scene(lom):
+    x = torch.rand(3, *SHAPE)
+    enc = lom.encode(x)
+    perm = enc.permutation
+    assert torch.equal(enc.slots_loc, torch.gather(enc.orderless.loc, 1, perm.unsqueeze(-1).expand(-1, -1, 4)))
+    loc, _ = lom.scene_posterior(enc.orderless.loc)
+    assert torch.allclose(enc.s, loc) and torch.allclose(enc.scene_loc, loc)
+    sampled = lom.encode(x, mean_scene=False)
+    assert not torch.allclose(sampled.s, sampled.scene_loc)
+
+
+def test_fixed_gaussian_prior_follows_dtype_and_rejects_others():
+    import pyro.distributions as dist
+
+    toy = ToyOrderless(image_shape=SHAPE)
+    prior = dist.Normal(torch.zeros(3), 2.0 * torch.ones(3)).to_event(1)
+    lom = LOM(toy, scene_dim=3, scene_prior=prior).double()
+    assert lom.scene_prior(0.5).base_dist.scale.dtype == torch.float64
+    assert torch.allclose(lom.scene_prior(0.5).base_dist.scale, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="Normal\\(loc, scale\\).to_event\\(1\\)"):
+        LOM(toy, scene_dim=3, scene_prior=dist.Gamma(torch.ones(3), 1.0).to_event(1))

@@ -90,3 +90,14 @@ def test_permuting_orderless_slots_leaves_aligned_posterior_unchanged(k, seed, m
 def test_pairwise_sq_dist():
     a, b = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     assert torch.allclose(pairwise_sq_dist(a, b), torch.cdist(a, b) ** 2, atol=1e-5)
+
+
+def test_slerp_ends_norms_and_opposite_ends():
+    from lom_pyro.ops import slerp
+
+    a, b = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 0.5])
+    path = slerp(a, b, 5)
+    assert torch.allclose(path[0], torch.tensor([2 ** 0.5, 0.0])) and torch.allclose(path[-1], torch.tensor([0.0, 2 ** 0.5]))
+    assert torch.allclose(path.norm(dim=-1), torch.full((5,), 2 ** 0.5))
+    with pytest.raises(ValueError, match="opposite directions"):
+        slerp(a, -a, 3)

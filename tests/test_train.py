@@ -20,10 +20,12 @@ def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png"]
     assert (out / "curves.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_elbo_per_image",
-                "test_terms_per_image", "test_lom_kl_per_image"):
+    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_objective_elbo_per_image",
+                "test_terms_per_image", "test_lom_kl_per_image", "test_lom_elbo_per_image"):
         assert key in metrics
     assert metrics["structure_accuracy_data"] >= 0.95
+    payload = load_checkpoint(out / "checkpoint.pt")
+    assert payload["step"] == 3 and payload["optimiser"]["state"]
     trained, config = load_trained(str(out / "checkpoint.pt"))
     assert config.steps == 3
     torch.manual_seed(config.seed)
@@ -86,3 +88,17 @@ def test_checkpoint_is_atomic_and_refuses_pickled_code(tmp_path):
     torch.save({"format": "lom_pyro-checkpoint-v1", "payload": pickle.loads(pickle.dumps(print))}, evil)
     with pytest.raises(CheckpointError):
         load_checkpoint(evil)
+
+
+def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
+    from lom_pyro.priors import MixtureScenePrior
+    from lom_pyro.train import _parameter_groups
+
+    config = config_from_preset("quickstart", scene_prior="mixture", scene_prior_components=3)
+    lom, _ = build(config)
+    assert isinstance(lom.scene_prior, MixtureScenePrior)
+    inner, own = _parameter_groups(lom, None)
+    assert {id(p) for p in inner} == {id(p) for p in lom.orderless.parameters()}
+    assert len(_parameter_groups(lom, lom.orderless)) == 1
+    with pytest.raises(ValueError, match="freeze_orderless needs"):
+        config_from_preset("quickstart", freeze_orderless=True)

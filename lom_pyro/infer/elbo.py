@@ -32,7 +32,7 @@ from pyro.poutine.util import prune_subsample_sites
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from lom_pyro.sites import BATCH
+from lom_pyro.sites import BATCH_PLATE
 
 __all__ = ["SiteTerm", "LOMELBO"]
 
@@ -90,7 +90,7 @@ class LOMELBO(ELBO):
     :param batch_plate: name of the plate that indexes examples.
     """
 
-    def __init__(self, num_particles: int = 1, kl_samples: int = 1, batch_plate: str = BATCH) -> None:
+    def __init__(self, num_particles: int = 1, kl_samples: int = 1, batch_plate: str = BATCH_PLATE) -> None:
         if kl_samples < 1:
             raise ValueError(f"kl_samples must be >= 1, got {kl_samples}")
         super().__init__(num_particles=num_particles, max_plate_nesting=float("inf"))

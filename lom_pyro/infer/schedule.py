@@ -14,6 +14,10 @@ def learning_rate_factor(step: int, warmup: int = 10_000, decay_every: int = 100
 
 def scene_free_bits(step: int, total_steps: int, scene_dim: int, start: float = 0.25, end: float = 0.167,
                     final_steps: int = 25_000) -> float:
-    """λ on the LOM scene KL: ``start·Ds``, lowered to ``end·Ds`` for the last
-    ``final_steps`` steps (§3.3, Eq. 26)."""
-    return (end if step >= total_steps - final_steps else start) * scene_dim
+    """λ on the LOM scene KL (§3.3, Eq. 26): ``start·Ds``, lowered to ``end·Ds`` for the
+    last ``final_steps`` steps of runs longer than that (400K-step paper runs). A run of
+    ``final_steps`` or fewer keeps ``start·Ds`` throughout; ``start = 0`` turns free bits off."""
+    if start == 0:
+        return 0.0
+    annealing = total_steps > final_steps and step >= total_steps - final_steps
+    return (end if annealing else start) * scene_dim

@@ -85,14 +85,8 @@ def completeness(importance: np.ndarray | Tensor) -> float:
     >>> completeness(np.ones((2, 2)))
     0.0
     """
-    r = _check_importance(importance)
-    total = r.sum()
-    if total == 0:
-        return 0.0
-    if r.shape[0] == 1:
-        return 1.0
-    per_factor = 1.0 - _entropy(r, base=r.shape[0], axis=0)
-    return float((per_factor * r.sum(axis=0) / total).sum())
+    # the same weighted entropy with the roles of codes and factors swapped
+    return disentanglement(_check_importance(importance).T)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
 from lom_pyro.ops import slerp
 from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
 from lom_pyro.priors import as_scene_prior
-from lom_pyro.sites import BATCH, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS
+from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
 
 __all__ = ["LOM", "Generated", "Encoding"]
 
@@ -103,8 +103,8 @@ class LOM(PyroModule):
     OBS = OBS
     ORDERLESS_SLOTS = ORDERLESS_SLOTS
     ORDERLESS_OBS = ORDERLESS_OBS
-    BATCH_PLATE = BATCH
-    SLOTS_PLATE = SLOTS
+    BATCH_PLATE = BATCH_PLATE
+    SLOTS_PLATE = SLOTS_PLATE
 
     def __init__(self, orderless: OrderlessModel, *, scene_dim: int = 128, scene_prior=None,
                  prior_depth: int = 2, scale_depth: int = 2, encoder_depth: int = 3,
@@ -115,7 +115,9 @@ class LOM(PyroModule):
                  decoder: nn.Module | None = None, num_slots: int | None = None,
                  slot_dim: int | None = None) -> None:
         super().__init__()
-        for attr in ("num_slots", "slot_dim", "image_shape", "model", "guide"):
+        needed = ("num_slots", "slot_dim", "image_shape", "model", "guide", "decode") + (
+            () if decoder is not None else ("make_decoder",))
+        for attr in needed:
             if not hasattr(orderless, attr):
                 raise ValueError(f"orderless must provide {attr!r} (see lom_pyro.orderless.OrderlessModel)")
         if num_slots is not None and num_slots != orderless.num_slots:
@@ -212,6 +214,7 @@ class LOM(PyroModule):
         plates = make_plates(batch_size, self.num_slots)
         if x is not None:
             self.orderless.model(x, plates)
+        temperature = max(temperature, 1e-6)  # τ = 0 would be a degenerate Normal
         with plates.batch:
             prior = self.scene_prior(temperature)
             s = pyro.sample(SCENE, prior.expand([batch_size, 1]), infer={"geco_group": OBS})    # (B, 1, Ds)
@@ -287,23 +290,24 @@ class LOM(PyroModule):
 
     @torch.no_grad()
     def encode(self, x: Tensor, *, mean_scene: bool = True) -> Encoding:
-        """Run the guide on ``x (B, C, H, W)``. With ``mean_scene`` the alignment uses the
-        scene posterior mean instead of a sample (the rest of the guide trace replayed)."""
+        """Run the guide on ``x (B, C, H, W)`` (one orderless posterior, then Figure 2's
+        steps 2–5). With ``mean_scene`` the scene site is conditioned on its posterior mean,
+        so the alignment and the scales are those of the mean scene, not of a sample."""
         self._check_images(x)
-        tr = poutine.trace(self.guide).get_trace(x)
+        plates = make_plates(x.shape[0], self.num_slots)
+        with poutine.block():
+            posterior = self.orderless.guide(x, plates)
+        ordered = self._ordered_guide
         if mean_scene:
-            tr.nodes[SCENE]["value"] = tr.nodes[SCENE]["fn"].base_dist.loc
-            tr.nodes.pop(OBJECTS)  # re-drawn, and re-aligned, given the mean scene
-            tr = poutine.trace(poutine.replay(self.guide, trace=tr)).get_trace(x)
+            scene_loc, _ = self.scene_posterior(posterior.loc)
+            ordered = poutine.condition(ordered, data={SCENE: scene_loc.unsqueeze(-2)})
+        tr = poutine.trace(ordered).get_trace(posterior.detach(), plates)
         scene, slots = tr.nodes[SCENE], tr.nodes[OBJECTS]
-        orderless = tr.nodes[ORDERLESS_SLOTS]["fn"]
-        o_loc, o_scale = orderless.base_dist.loc, orderless.base_dist.scale
         return Encoding(
             scene_loc=scene["fn"].base_dist.loc.squeeze(-2), scene_scale=scene["fn"].base_dist.scale.squeeze(-2),
             s=scene["value"].squeeze(-2),
             slots_loc=slots["fn"].base_dist.loc, slots_scale=slots["fn"].base_dist.scale,
-            permutation=slots["infer"]["permutation"],
-            orderless=SlotPosterior(o_loc, o_scale.expand_as(o_loc), tr.nodes[ORDERLESS_SLOTS]["value"]),
+            permutation=slots["infer"]["permutation"], orderless=posterior,
         )
 
     @torch.no_grad()

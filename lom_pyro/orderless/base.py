@@ -11,8 +11,10 @@ An orderless model is a pair of Pyro programs over an image batch ``x (B, C, H, 
 
 Both run inside the caller's ``plates`` (batch at ``dim=-2``, slots at ``dim=-1``) so
 that one Pyro ELBO over the LOM and the orderless model is the sum of both ELBOs
-(design.md §3). Every site should carry ``infer={"geco_group": ORDERLESS_OBS}`` so a
-GECO objective constrains the orderless reconstruction separately from the LOM's.
+(design.md §3). Every latent site should carry ``infer={"geco_group": ORDERLESS_OBS}``
+so a GECO objective constrains the orderless reconstruction separately from the LOM's;
+an observation site without ``geco_group`` forms its own group, outside the constraint
+unless a goal names it (EMORL's intermediate refinement images).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import pyro
 from torch import Tensor, nn
 
-from lom_pyro.sites import BATCH, SLOTS
+from lom_pyro.sites import BATCH_PLATE, SLOTS_PLATE
 
 __all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone"]
 
@@ -58,7 +60,7 @@ class Plates(NamedTuple):
 
 def make_plates(batch_size: int, num_slots: int) -> Plates:
     """Build the two plates for one run of a model or guide."""
-    return Plates(pyro.plate(BATCH, batch_size, dim=-2), pyro.plate(SLOTS, num_slots, dim=-1))
+    return Plates(pyro.plate(BATCH_PLATE, batch_size, dim=-2), pyro.plate(SLOTS_PLATE, num_slots, dim=-1))
 
 
 @runtime_checkable
