@@ -143,10 +143,11 @@ def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
 def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
     orderless = ORDERLESS_MODELS[config.orderless](config)
-    # β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met, never beyond
-    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup,
-                beta_max=1.0)
-    goals = {ORDERLESS_OBS: GECOConfig(goal=config.orderless_goal, **geco)}
+    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
+    # the orderless model's own GECO form where it has one (EMORL's), else the core's
+    own_form = getattr(orderless, "geco_config", None)
+    goals = {ORDERLESS_OBS: own_form(config.orderless_goal, **geco) if own_form
+             else GECOConfig(goal=config.orderless_goal, beta_max=1.0, **geco)}
     if not config.lom:
         return orderless, GECO(LOMELBO(), goals)
     kwargs = dict(config.lom_kwargs)
@@ -156,7 +157,8 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
 
         kwargs["scene_prior"] = MixtureScenePrior(kwargs.get("scene_dim", 128), config.scene_prior_components)
     lom = LOM(orderless, **kwargs)  # the scene free bits follow the schedule of config.scene_free_bits
-    goals[OBS] = GECOConfig(goal=config.goal, **geco)
+    # β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met, never beyond
+    goals[OBS] = GECOConfig(goal=config.goal, beta_max=1.0, **geco)
     return lom, GECO(LOMELBO(), goals)
 
 

@@ -16,6 +16,7 @@ from lom_pyro.data.dataset import EMORL_RANGE, GENESIS_RANGE, SceneDataset
 from lom_pyro.data.errors import DataError, TFRecordError
 from lom_pyro.data.h5 import H5SplitReader, H5Writer, SplitInfo, list_splits, read_split, write_procedural
 from lom_pyro.data.presets import DATASET_PRESETS, DatasetPreset, get_preset
+from lom_pyro.data.procedural import ProceduralDataset, ProceduralScenes, generate
 from lom_pyro.data.tfrecord import iter_examples, iter_records, parse_example, write_tfrecord
 
 __all__ = [
@@ -30,12 +31,15 @@ __all__ = [
     "DatasetPreset",
     "H5SplitReader",
     "H5Writer",
+    "ProceduralDataset",
+    "ProceduralScenes",
     "SceneDataset",
     "SplitInfo",
     "TFRecordError",
     "convert_clevr6",
     "convert_objects_room",
     "convert_shapestacks",
+    "generate",
     "get_preset",
     "iter_examples",
     "iter_records",
