@@ -148,13 +148,12 @@ def write_figure(module: nn.Module, x: Tensor, path: str | Path, temperature: fl
 _DISCRETE_FACTORS = {"shape", "material", "color", "colour", "size", "level"}
 
 
-def _evaluation_config(args, config):
-    """The run's config with the dataset (and image size) the user asked to evaluate on."""
+def _evaluation_config(config, data: str | None, scenes: int):
+    """The run's config with the dataset the user asked for (default the run's own) and
+    the number of held-out scenes."""
     import dataclasses
 
-    if args.data:
-        config = dataclasses.replace(config, dataset=args.data)
-    return dataclasses.replace(config, eval_scenes=args.n)
+    return dataclasses.replace(config, dataset=data or config.dataset, eval_scenes=scenes)
 
 
 @torch.no_grad()
@@ -231,7 +230,7 @@ def run_evaluate(args) -> int:
         return 1
     out = Path(args.out or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
-    config = _evaluation_config(args, config)
+    config = _evaluation_config(config, args.data, args.n)
     evaluation = held_out(config)
     from lom_pyro.infer import LOMELBO
 
@@ -345,10 +344,8 @@ def run_visualize(args) -> int:
     if not isinstance(module, LOM):
         print("lom-pyro visualize: the checkpoint holds an orderless model alone; figures need a LOM")
         return 1
-    import dataclasses
-
     torch.manual_seed(args.seed)
-    config = dataclasses.replace(config, dataset=args.data or config.dataset, eval_scenes=args.database)
+    config = _evaluation_config(config, args.data, args.database)
     out = Path(args.out or Path(args.checkpoint).parent / "figures")
     for path in visualize(module, held_out(config), out, n=args.n, pca=args.pca):
         print(f"wrote {path}")

@@ -185,18 +185,15 @@ def training_batches(config: TrainConfig) -> Iterator[Tensor]:
         from lom_pyro.data.procedural import ProceduralDataset
 
         data = ProceduralDataset(config.dataset, image_size=config.image_size, seed=config.seed)
-        loader = DataLoader(data, batch_size=config.batch_size)
-        while True:
-            for batch in loader:
-                yield batch["image"]
+        loader = DataLoader(data, batch_size=config.batch_size)      # an endless stream
     else:
         from lom_pyro.data.dataset import SceneDataset
 
         data = SceneDataset(config.dataset, split="train", value_range=(-1.0, 1.0))
         loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, drop_last=True)
-        while True:
-            for batch in loader:
-                yield batch["image"]
+    while True:
+        for batch in loader:
+            yield batch["image"]
 
 
 def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> dict[str, Any]:

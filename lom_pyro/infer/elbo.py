@@ -34,7 +34,7 @@ from torch.distributions import kl_divergence
 
 from lom_pyro.sites import BATCH_PLATE
 
-__all__ = ["SiteTerm", "LOMELBO"]
+__all__ = ["SiteTerm", "LOMELBO", "replayed_traces"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,14 @@ class SiteTerm:
     def loss(self) -> Tensor:
         """Contribution to the loss (negative ELBO), per example."""
         return -self.value if self.kind == "loglik" else self.value
+
+
+def replayed_traces(model, guide, args: tuple, kwargs: dict):
+    """One guide trace and the model replayed on it, subsample sites pruned:
+    ``(model_trace, guide_trace)``."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
 def _per_example(site: dict, tensor: Tensor, batch_plate: str) -> Tensor:
@@ -99,9 +107,7 @@ class LOMELBO(ELBO):
 
     # -- traces -------------------------------------------------------------------------
     def _get_trace(self, model, guide, args, kwargs):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+        return replayed_traces(model, guide, args, kwargs)
 
     def _kl(self, model_site: dict, guide_site: dict) -> Tensor:
         q, p = guide_site["fn"], model_site["fn"]

@@ -16,10 +16,9 @@ import math
 from collections.abc import Sequence
 
 import torch
-from pyro import poutine
 from torch import Tensor
 
-from lom_pyro.infer.elbo import _per_example
+from lom_pyro.infer.elbo import _per_example, replayed_traces
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, SCENE
 
 __all__ = ["log_weights", "iwae_bound"]
@@ -28,8 +27,7 @@ __all__ = ["log_weights", "iwae_bound"]
 def log_weights(model, guide, x: Tensor, latent_sites: Sequence[str] = (SCENE, OBJECTS),
                 observed_sites: Sequence[str] = (OBS,), batch_plate: str = BATCH_PLATE) -> Tensor:
     """One draw of ``log p(x, z) − log q(z | x)`` per example ``(B,)`` over the given sites."""
-    guide_trace = poutine.trace(guide).get_trace(x)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    model_trace, guide_trace = replayed_traces(model, guide, (x,), {})
     total = 0.0
     for name in (*latent_sites, *observed_sites):
         site = model_trace.nodes.get(name)
