@@ -9,7 +9,15 @@ samples (τ = 0.8) ≥ 0.7; of EMORL-alone samples ≤ 0.3 (paper, ShapeStacks: 
     python benchmarks/quality.py --orderless-minutes 50 --lom-minutes 35
 
 Writes ``benchmarks/results/quality/{quality.json, quality.png, curves.png}`` and the
-two runs' folders.
+two runs' folders. The issue also asks whether a smaller LOM decoder loses sample
+quality: train a third run on the same frozen EMORL, then re-report (it joins the table
+and the figure as ``lom_emorl_small_decoder``):
+
+    lom-pyro train --preset quickstart --orderless-checkpoint \
+        benchmarks/results/quality/emorl_alone/checkpoint.pt --freeze-orderless \
+        --lom-decoder-hidden 16 --max-minutes 15 --steps 100000 --eval-every 500 \
+        --eval-scenes 500 --figure-every 500 --out benchmarks/results/quality/lom_emorl_small_decoder
+    python benchmarks/quality.py --report-only
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from lom_pyro.train import config_from_preset, load_trained, train
 from lom_pyro.viz import colour_masks, panel, plot_curves
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_DECODER_RUN = "lom_emorl_small_decoder"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,11 +47,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality"))
     parser.add_argument("--preset", default="quickstart")
+    parser.add_argument("--lr", type=float, help="learning rate of both stages (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, help="default: the preset's")
+    parser.add_argument("--eval-every", type=int, default=500, help="held-out ARI-FG / S-Acc every N steps")
     parser.add_argument("--report-only", action="store_true", help="re-read finished runs, train nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
     started = time.perf_counter()
-    common = dict(steps=args.steps, eval_scenes=args.eval_scenes, threads=args.threads, figure_every=500)
+    common = dict(steps=args.steps, eval_scenes=args.eval_scenes, threads=args.threads, figure_every=500,
+                  eval_every=args.eval_every)
+    common.update({k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
     if args.report_only:
         metrics_alone, metrics_lom = (json.loads((out / run / "metrics.json").read_text())
                                       for run in ("emorl_alone", "lom_emorl"))
@@ -54,21 +68,33 @@ def main(argv: list[str] | None = None) -> dict:
                                      orderless_checkpoint=str(out / "emorl_alone" / "checkpoint.pt"),
                                      freeze_orderless=True, **common)
         metrics_lom = train(lom_cfg)
-    # the figure: samples of both side by side, with masks coloured by slot index
+    runs = {"EMORL alone": "emorl_alone", "LOM-EMORL": "lom_emorl"}
+    small = out / SMALL_DECODER_RUN / "metrics.json"
+    metrics_small = json.loads(small.read_text()) if small.exists() else None
+    if metrics_small:
+        hidden = json.loads((out / SMALL_DECODER_RUN / "config.json").read_text())["lom_decoder"].get("hidden")
+        runs[f"LOM-EMORL, LOM decoder {hidden} wide"] = SMALL_DECODER_RUN
+    # the figure: samples side by side, with masks coloured by slot index
     torch.manual_seed(1)
     rows = {}
-    for name, run in (("EMORL alone", "emorl_alone"), ("LOM-EMORL", "lom_emorl")):
+    for name, run in runs.items():
         module, _ = load_trained(str(out / run / "checkpoint.pt"))
         images, masks = sample_images(module, 10, 0.8)
         rows[f"{name} samples"] = images
         rows[f"{name} masks"] = colour_masks(masks)
     panel(rows, out / "quality.png", scale=3)
-    curves = {}
-    for name, run in (("emorl", "emorl_alone"), ("lom", "lom_emorl")):
+    curves, evals = {}, {}
+    for name, run in zip(("emorl", "lom", "lom-small-decoder"), runs.values()):
         logged = json.loads((out / run / "curves.json").read_text())
         curves.update({f"{name} {k}": v for k, v in logged.items() if k.startswith("err/")})
+        evals.update({f"{name} {k[5:]}": v for k, v in logged.items()
+                      if k in ("eval/ari_fg_orderless", "eval/ari_fg_lom", "eval/structure_accuracy_samples")
+                      and not (name != "emorl" and k == "eval/ari_fg_orderless")})  # frozen: same as emorl's
     plot_curves(curves, out / "curves.png", title="reconstruction error per image (nats)",
                 xlabel="log point (every 10 steps)")
+    if evals:
+        plot_curves(evals, out / "eval_curves.png", title="held-out ARI-FG and structure accuracy of samples",
+                    xlabel=f"evaluation (every {args.eval_every} steps of each run)")
     targets = {
         "ari_fg_orderless >= 0.85": (metrics_alone["ari_fg_orderless"] or 0) >= 0.85,
         "lom structure_accuracy >= 0.7": metrics_lom["structure_accuracy_samples"] >= 0.7,
@@ -76,15 +102,19 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result = {"benchmark": "quality", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "threads": args.threads, "preset": args.preset,
+              "settings": {k: v for k, v in json.loads((out / "emorl_alone" / "config.json").read_text()).items()
+                           if k in ("lr", "batch_size", "image_size", "orderless_kwargs", "lom_kwargs")},
               "train_minutes": round((metrics_alone["train_seconds"] + metrics_lom["train_seconds"]) / 60, 1),
               "emorl_alone": metrics_alone, "lom_emorl": metrics_lom, "targets_met": targets}
+    if metrics_small:
+        result[SMALL_DECODER_RUN] = metrics_small
     (out / "quality.json").write_text(json.dumps(result, indent=2))
-    print(f"{'':<28}{'EMORL alone':>14}{'LOM-EMORL':>14}")
+    columns = [metrics_alone, metrics_lom] + ([metrics_small] if metrics_small else [])
+    print(f"{'':<28}{'EMORL alone':>14}{'LOM-EMORL':>14}" + (f"{'small dec.':>14}" if metrics_small else ""))
     for key in ("steps", "train_seconds", "ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples",
                 "structure_accuracy_data", "test_objective_elbo_per_image", "test_lom_elbo_per_image"):
-        a, b = metrics_alone.get(key), metrics_lom.get(key)
         fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-        print(f"{key:<28}{fmt(a):>14}{fmt(b):>14}")
+        print(f"{key:<28}" + "".join(f"{fmt(m.get(key)):>14}" for m in columns))
     for target, met in targets.items():
         print(f"{'met' if met else 'NOT met'}: {target}")
     return result

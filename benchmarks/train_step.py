@@ -8,6 +8,7 @@ EMORL alone at batch 8 well under the reference implementation's 12.9 s/step and
 (measured on this machine; aim for half).
 
     python benchmarks/train_step.py [--batches 8 32] [--reps 3]
+    python benchmarks/train_step.py --device cuda --batches 8 32 64 --reps 20   # GPU: peak = CUDA allocator peak
 
 Writes ``benchmarks/results/train_step.json``.
 """
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}}
 
 
-def child(kind: str, batch: int, reps: int, threads: int) -> dict:
+def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu") -> dict:
     import pyro
     import torch
 
@@ -40,21 +41,30 @@ def child(kind: str, batch: int, reps: int, threads: int) -> dict:
     config = config_from_preset("objects_room", lom=(kind == "lom-emorl"), batch_size=batch,
                                 orderless_kwargs=dict(num_slots=7, refinement_steps=3, sigma=0.7))
     module, objective = build(config)
+    module.to(device)
+    objective.to(device)
     model, guide = programs(module)
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-4, foreach=True)
-    x = torch.rand(batch, 3, 64, 64) * 2 - 1
+    x = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = []
     for _ in range(reps + 1):
+        sync()
         start = time.perf_counter()
         loss, _ = objective.compute(model, guide, x)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
         optimiser.step()
+        sync()
         times.append(time.perf_counter() - start)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"model": kind, "batch": batch, "s_per_step": statistics.median(times[1:]), "steps": times[1:],
-            "peak_gb": peak_kb / 1024 ** 2}
+    if cuda:
+        peak_gb = torch.cuda.max_memory_allocated() / 1024 ** 3
+    else:
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return {"model": kind, "batch": batch, "device": device, "s_per_step": statistics.median(times[1:]),
+            "steps": times[1:], "peak_gb": peak_gb}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,32 +72,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads, args.device)))
         return {}
     rows = []
     for batch in args.batches:
         for kind in ("emorl", "lom-emorl"):
             cmd = [sys.executable, __file__, "--child", kind, str(batch), "--reps", str(args.reps),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--device", args.device]
             rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-            print(f"  {kind:<10} batch {batch:>3}: {rows[-1]['s_per_step']:.2f} s/step, {rows[-1]['peak_gb']:.2f} GB",
+            print(f"  {kind:<10} batch {batch:>3}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['peak_gb']:.2f} GB",
                   flush=True)
     print(f"\n{'batch':>5} {'EMORL s':>9} {'LOM s':>9} {'ratio':>7} {'EMORL GB':>9} {'LOM GB':>8} {'ref s':>7} {'ref GB':>7}")
     table = []
     for batch in args.batches:
         e, l = [r for r in rows if r["batch"] == batch]
-        ref = REFERENCE.get(batch, {})
+        ref = REFERENCE.get(batch, {}) if args.device == "cpu" else {}
         table.append({"batch": batch, "emorl_s": e["s_per_step"], "lom_emorl_s": l["s_per_step"],
                       "ratio": l["s_per_step"] / e["s_per_step"], "emorl_gb": e["peak_gb"],
                       "lom_emorl_gb": l["peak_gb"], "reference_emorl": ref})
-        print(f"{batch:>5} {e['s_per_step']:>9.2f} {l['s_per_step']:>9.2f} {table[-1]['ratio']:>7.2f} "
+        print(f"{batch:>5} {e['s_per_step']:>9.4f} {l['s_per_step']:>9.4f} {table[-1]['ratio']:>7.2f} "
               f"{e['peak_gb']:>9.2f} {l['peak_gb']:>8.2f} {ref.get('s_per_step', float('nan')):>7.1f} "
               f"{ref.get('peak_gb', float('nan')):>7.1f}")
     result = {"benchmark": "train_step", "setting": "64x64, K=7, Dz=64, Ds=128, L=3, I=3", "threads": args.threads,
+              "device": args.device,
               "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": table}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

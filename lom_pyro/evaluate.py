@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from lom_pyro.models.lom import LOM
 
-__all__ = ["evaluate_module", "write_figure", "unit_frame", "sample_images", "reconstructions", "dci_of_slots",
-           "visualize", "markdown_table", "configure_evaluate", "run_evaluate", "configure_visualize",
-           "run_visualize"]
+__all__ = ["evaluate_module", "decomposition_metrics", "sample_structure_accuracy", "write_figure", "unit_frame",
+           "sample_images", "reconstructions", "dci_of_slots", "visualize", "markdown_table", "configure_evaluate",
+           "run_evaluate", "configure_visualize", "run_visualize"]
 
 _CHUNK = 64
 
@@ -83,27 +83,20 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
     :param evaluation: ``images (N, 3, H, W)`` in [-1, 1], ``masks (N, K, H, W)`` and
         ``background`` channel indices.
     """
-    from lom_pyro.metrics.ari import ari_fg
     from lom_pyro.train import programs
 
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
-    images, true_masks = evaluation["images"], evaluation["masks"]
-    ari: dict[str, list[Tensor]] = {}
+    images = evaluation["images"]
     terms: dict[str, list[Tensor]] = {}
     model, guide = programs(module)
     for start in range(0, images.shape[0], _CHUNK):
         x = images[start:start + _CHUNK].to(device)
-        truth = true_masks[start:start + _CHUNK].to(device)
-        for name, (_, masks) in reconstructions(module, x).items():
-            ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
         for site, term in elbo.terms(model, guide, x).items():
             terms.setdefault(f"{term.kind}/{site}", []).append(term.raw)
     metrics: dict[str, Any] = {"dataset": dataset, "eval_scenes": int(images.shape[0])}
-    for name, values in ari.items():
-        v = torch.cat(values)
-        metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
+    metrics.update(decomposition_metrics(module, evaluation))
     per_site = {k: float(torch.cat(v).mean()) for k, v in terms.items()}
     metrics["test_terms_per_image"] = per_site
     # the training objective's ELBO: the LOM's plus EMORL's iteration-weighted terms
@@ -115,12 +108,42 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
     if dataset == "stacks":
         from lom_pyro.metrics.structure import structure_accuracy
 
-        samples, _ = sample_images(module, images.shape[0], temperature)
-        metrics["structure_accuracy_samples"] = structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
+        metrics["structure_accuracy_samples"] = sample_structure_accuracy(module, images.shape[0], temperature)
         metrics["structure_accuracy_data"] = structure_accuracy(((images + 1) / 2).cpu(), value_range=(0.0, 1.0))
         metrics["sample_temperature"] = temperature
     module.train(was_training)
     return metrics
+
+
+@torch.no_grad()
+def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any]) -> dict[str, float | None]:
+    """ARI-FG of the orderless posterior (``ari_fg_orderless``) and, for a LOM, of the
+    ordered one (``ari_fg_lom``) on the held-out scenes; None where no scene has a
+    foreground."""
+    from lom_pyro.metrics.ari import ari_fg
+
+    device = next(module.parameters()).device
+    images, true_masks = evaluation["images"], evaluation["masks"]
+    ari: dict[str, list[Tensor]] = {}
+    for start in range(0, images.shape[0], _CHUNK):
+        x = images[start:start + _CHUNK].to(device)
+        truth = true_masks[start:start + _CHUNK].to(device)
+        for name, (_, masks) in reconstructions(module, x).items():
+            ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
+    metrics: dict[str, float | None] = {}
+    for name, values in ari.items():
+        v = torch.cat(values)
+        metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
+    return metrics
+
+
+@torch.no_grad()
+def sample_structure_accuracy(module: nn.Module, n: int, temperature: float = 0.8) -> float:
+    """Structure accuracy (procedural ``stacks``) of ``n`` τ-samples of the module."""
+    from lom_pyro.metrics.structure import structure_accuracy
+
+    samples, _ = sample_images(module, n, temperature)
+    return structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     orderless_kwargs: dict[str, Any] = field(default_factory=dict)
     lom_kwargs: dict[str, Any] = field(default_factory=dict)
+    lom_decoder: dict[str, Any] = field(default_factory=dict)  # e.g. {"hidden": 16}: a smaller LOM decoder
     goal: float = -0.352                     # paper targets (A.4.2), per pixel·channel
     orderless_goal: float = -0.352
     geco_speedup: float | None = 5.0
@@ -74,6 +76,8 @@ class TrainConfig:
     freeze_orderless: bool = False           # stage 2 with the orderless model frozen
     max_minutes: float | None = None         # stop a stage early after this much wall time
     figure_every: int = 250
+    eval_every: int = 0                      # held-out ARI-FG (and S-Acc on stacks) every N steps; 0: end only
+    eval_every_scenes: int = 128             # ... on this many of the held-out scenes
     eval_scenes: int = 256
     seed: int = 0
     threads: int = 0                         # 0: leave torch's default
@@ -81,13 +85,14 @@ class TrainConfig:
     out: str = "runs/quickstart"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "image_size", "eval_scenes"):
+        for name in ("steps", "batch_size", "image_size", "eval_scenes", "eval_every_scenes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.orderless not in ORDERLESS_MODELS:
             raise ValueError(f"orderless must be one of {sorted(ORDERLESS_MODELS)}, got {self.orderless!r}")
-        if self.orderless_steps < 0:
-            raise ValueError(f"orderless_steps must be >= 0, got {self.orderless_steps}")
+        for name in ("orderless_steps", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.scene_prior not in ("normal", "mixture"):
             raise ValueError(f"scene_prior must be 'normal' or 'mixture', got {self.scene_prior!r}")
         if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
@@ -100,9 +105,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU: EMORL's cpu setting at 32 px, K = 6, with two changes measured here (150-step runs,
     # docs/benchmarks.md): σ = 0.1 (CLEVR6's) rather than 0.7, and init gain 1 rather than the
     # reference's 0.02 — with both reference values the reconstruction was still flat grey
-    # after 1,000 steps; with these it is sharp within 150.
+    # after 1,000 steps; with these it is sharp within 150. Adam lr 1e-3 rather than 4e-4:
+    # in a GPU sweep of this setting only lr 1e-3 runs left the background-only plateau
+    # (ARI-FG ≈ 0.35) within 6K steps (docs/benchmarks.md, "On a GPU").
     "quickstart": dict(
-        dataset="stacks", image_size=32, batch_size=16, steps=1000, lr=4e-4, warmup=200,
+        dataset="stacks", image_size=32, batch_size=16, steps=1000, lr=1e-3, warmup=200,
         decay_every=0, geco_warmup=200, geco_step_size=1e-5, figure_every=250, goal=-2.2, orderless_goal=-2.2,
         orderless_kwargs=dict(num_slots=6, slot_dim=32, stochastic_layers=2, refinement_steps=1, sigma=0.1,
                               init_gain=1.0, encoder_width=32, decoder_hidden=32, prior_hidden=64,
@@ -156,6 +163,8 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
         from lom_pyro.priors import MixtureScenePrior
 
         kwargs["scene_prior"] = MixtureScenePrior(kwargs.get("scene_dim", 128), config.scene_prior_components)
+    if config.lom_decoder:  # the orderless decoder's architecture, narrower or shallower
+        kwargs["decoder"] = orderless.make_decoder(**config.lom_decoder)
     lom = LOM(orderless, **kwargs)  # the scene free bits follow the schedule of config.scene_free_bits
     # β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met, never beyond
     goals[OBS] = GECOConfig(goal=config.goal, beta_max=1.0, **geco)
@@ -236,16 +245,29 @@ def _payload(config: TrainConfig, module: nn.Module, objective: GECO, optimiser:
             "optimiser": optimiser.state_dict(), "step": step}
 
 
+def _log_eval(curves: dict[str, list[float]], record: dict[str, float | None]) -> None:
+    """Append one evaluation as ``eval/<key>`` columns, NaN where a key is missing (the
+    LOM's metrics appear only in stage 2 of a two-stage run)."""
+    rows = len(curves.get("eval/step", []))
+    for key in {f"eval/{k}" for k in record} | {k for k in curves if k.startswith("eval/")}:
+        column = curves.setdefault(key, [float("nan")] * rows)
+        value = record.get(key[len("eval/"):])
+        column.append(float("nan") if value is None else float(value))
+
+
 def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
            batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
-           frozen: nn.Module | None = None, figures=None, checkpoint: str = "checkpoint.pt") -> int:
-    """Train ``module`` for up to ``steps`` steps; returns the number of steps taken."""
+           frozen: nn.Module | None = None, figures=None, monitor=None, checkpoint: str = "checkpoint.pt",
+           progress: bool = True) -> int:
+    """Train ``module`` for up to ``steps`` steps; returns the number of steps taken.
+    ``monitor(module)`` → metrics, logged as ``eval/*`` every ``config.eval_every`` steps."""
     model, guide = programs(module)
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     groups = _parameter_groups(module, frozen)
     optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
     device = torch.device(config.device)
-    bar = tqdm(range(steps), desc=label, dynamic_ncols=True, mininterval=1.0)
+    started = time.perf_counter()
+    bar = tqdm(range(steps), desc=label, dynamic_ncols=True, mininterval=1.0, disable=not progress)
     for i in bar:
         step = start + i
         for group in optimiser.param_groups:
@@ -270,6 +292,9 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
         last = i == steps - 1 or time.perf_counter() > deadline
         if figures is not None and (i % config.figure_every == 0 or last):
             figures(module, out / "figures" / f"step_{step:06d}.png")
+        if monitor is not None and config.eval_every and ((i + 1) % config.eval_every == 0 or last):
+            _log_eval(curves, {"step": step + 1, "seconds": round(time.perf_counter() - started, 1),
+                               **monitor(module)})
         if last or (config.checkpoint_every and (i + 1) % config.checkpoint_every == 0):
             # periodic and final checkpoints: a crash loses at most checkpoint_every steps
             save_checkpoint(out / checkpoint, _payload(config, module, objective, optimiser, step + 1))
@@ -280,7 +305,8 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train as configured; write figures, checkpoint, config and metrics to ``config.out``.
+    """Train as configured; write figures, checkpoint, config and metrics to ``config.out``
+    (``progress=False``: no progress bar).
 
     :return: the metrics written to ``metrics.json``.
     """
@@ -302,6 +328,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     evaluation = held_out(config)
     figure_batch = evaluation["images"][:8].to(device)
     figures = lambda m, path: write_figure(m, figure_batch, path)
+    monitor = _monitor(config, evaluation)
     batches = training_batches(config)
     curves: dict[str, list[float]] = {}
     started = time.perf_counter()
@@ -315,7 +342,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         # stage 1: the orderless model alone, under its own GECO constraint
         stage1 = GECO(LOMELBO(), {ORDERLESS_OBS: objective.states[ORDERLESS_OBS].config}).to(device)
         orderless_steps = _stage(orderless, stage1, config, config.orderless_steps, 0, batches, out, curves,
-                                 "stage 1 (orderless)", figures=None, checkpoint="orderless.pt")
+                                 "stage 1 (orderless)", monitor=monitor, checkpoint="orderless.pt",
+                                 progress=progress)
         objective.states[ORDERLESS_OBS].load_state_dict(stage1.states[ORDERLESS_OBS].state_dict())
         frozen = orderless if config.freeze_orderless else None
     else:
@@ -326,7 +354,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             # PyroModule warns on every access to a frozen parameter; freezing is the point here
             warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad")
         steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
-                       "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures)
+                       "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures,
+                       monitor=monitor, progress=progress)
     seconds = time.perf_counter() - started
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
     metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)
@@ -336,8 +365,34 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     logged_steps = curves.pop("step", [])
     plot_curves({k: v for k, v in curves.items() if k.startswith(("err", "kl"))}, out / "curves.png",
                 xlabel="log point (every 10 steps)")
-    (out / "curves.json").write_text(json.dumps({"step": logged_steps, **curves}))
+    if "eval/step" in curves:
+        plot_curves({k: v for k, v in curves.items() if k.startswith(("eval/ari", "eval/structure"))},
+                    out / "eval_curves.png", title=f"held-out metrics every {config.eval_every} steps",
+                    xlabel=f"evaluation (every {config.eval_every} steps)")
+    # strict JSON: a missing or non-finite value is null
+    finite = {k: [v if math.isfinite(v) else None for v in column] for k, column in curves.items()}
+    (out / "curves.json").write_text(json.dumps({"step": logged_steps, **finite}))
     return metrics
+
+
+def _monitor(config: TrainConfig, evaluation: dict[str, Any]):
+    """The periodic held-out check: ARI-FG of the posteriors and, on ``stacks``, the
+    structure accuracy of τ = 0.8 samples (cheap enough to run every few hundred steps)."""
+    from lom_pyro.evaluate import decomposition_metrics, sample_structure_accuracy
+
+    n = min(config.eval_every_scenes, evaluation["images"].shape[0])
+    subset = {**evaluation, "images": evaluation["images"][:n], "masks": evaluation["masks"][:n]}
+
+    def monitor(module: nn.Module) -> dict[str, float | None]:
+        was_training = module.training
+        module.eval()
+        metrics = decomposition_metrics(module, subset)
+        if config.dataset == "stacks":
+            metrics["structure_accuracy_samples"] = sample_structure_accuracy(module, n)
+        module.train(was_training)
+        return metrics
+
+    return monitor
 
 
 def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
@@ -377,11 +432,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--lom-decoder-hidden", type=int, help="channels of the LOM's own decoder (default: "
+                        "the orderless decoder's)")
     parser.add_argument("--orderless-steps", type=int, help="two-stage: steps fitting the orderless model first")
     parser.add_argument("--orderless-checkpoint", help="two-stage: start from this trained orderless model")
     parser.add_argument("--freeze-orderless", action="store_true", help="keep the orderless model fixed in stage 2")
     parser.add_argument("--max-minutes", type=float, help="stop each stage after this much wall time")
     parser.add_argument("--figure-every", type=int)
+    parser.add_argument("--eval-every", type=int, help="held-out ARI-FG / structure accuracy every N steps")
     parser.add_argument("--eval-scenes", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int)
@@ -390,8 +448,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "preset", "no_lom", "freeze_orderless") and v is not None}
+    flags = ("command", "preset", "no_lom", "freeze_orderless", "lom_decoder_hidden")
+    overrides = {k: v for k, v in vars(args).items() if k not in flags and v is not None}
+    if args.lom_decoder_hidden is not None:
+        overrides["lom_decoder"] = {"hidden": args.lom_decoder_hidden}
     if args.no_lom:
         overrides["lom"] = False
     if args.freeze_orderless:

@@ -102,3 +102,37 @@ def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
     assert len(_parameter_groups(lom, lom.orderless)) == 1
     with pytest.raises(ValueError, match="freeze_orderless needs"):
         config_from_preset("quickstart", freeze_orderless=True)
+
+
+def test_periodic_evaluation_logs_aligned_columns_across_two_stages(tmp_path):
+    from lom_pyro.train import train
+
+    config = config_from_preset("quickstart", steps=3, orderless_steps=3, batch_size=2, eval_scenes=4,
+                                eval_every=2, eval_every_scenes=4, figure_every=10, threads=1,
+                                out=str(tmp_path / "run"))
+    train(config, progress=False)
+    curves = json.loads((tmp_path / "run" / "curves.json").read_text())
+    # stage 1 (orderless alone) evaluates after its steps 2 and 3, stage 2 (the LOM) after 5 and 6
+    assert curves["eval/step"] == [2, 3, 5, 6]
+    assert all(len(curves[k]) == 4 for k in curves if k.startswith("eval/"))
+    lom = curves["eval/ari_fg_lom"]
+    assert lom[:2] == [None, None] and all(0.0 <= v <= 1.0 for v in lom[2:])  # null: no LOM yet
+    assert all(0.0 <= v <= 1.0 for v in curves["eval/ari_fg_orderless"] + curves["eval/structure_accuracy_samples"])
+    assert (tmp_path / "run" / "eval_curves.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        config_from_preset("quickstart", eval_every=-1)
+
+
+def test_a_smaller_lom_decoder_keeps_the_architecture_and_rejects_bad_widths():
+    from lom_pyro.nn.decoders import SpatialBroadcastDecoder
+
+    full, _ = build(config_from_preset("quickstart"))
+    small, _ = build(config_from_preset("quickstart", lom_decoder={"hidden": 8}))
+    assert isinstance(small.decoder, SpatialBroadcastDecoder)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(small.decoder) < count(full.decoder) // 4
+    assert count(small.orderless.decoder) == count(full.orderless.decoder)   # EMORL's own is untouched
+    z = torch.randn(2, small.num_slots, small.slot_dim)
+    assert [t.shape for t in small.decoder(z)] == [t.shape for t in full.decoder(z)]
+    with pytest.raises(ValueError, match="hidden must be a positive integer"):
+        build(config_from_preset("quickstart", lom_decoder={"hidden": 0}))

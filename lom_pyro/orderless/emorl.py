@@ -365,8 +365,8 @@ class EMORL(PyroModule):
         return iteration_weights(self.refinement_steps)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _new_decoder(self) -> SpatialBroadcastDecoder:
-        decoder = SpatialBroadcastDecoder(self.slot_dim, self.image_shape, **self._decoder_kwargs)
+    def _new_decoder(self, **overrides: Any) -> SpatialBroadcastDecoder:
+        decoder = SpatialBroadcastDecoder(self.slot_dim, self.image_shape, **{**self._decoder_kwargs, **overrides})
         _xavier_normal_(decoder, self.init_gain)
         return decoder
 
@@ -556,10 +556,15 @@ class EMORL(PyroModule):
             rgb, image = 2.0 * rgb - 1.0, 2.0 * image - 1.0
         return {"image": image, "rgb": rgb, "masks": masks, "slots": post.loc}
 
-    def make_decoder(self) -> SpatialBroadcastDecoder:
-        """A fresh decoder of the same architecture and init, with its own weights."""
+    def make_decoder(self, *, hidden: int | None = None, num_layers: int | None = None) -> SpatialBroadcastDecoder:
+        """A fresh decoder of the same architecture and init, with its own weights (the
+        LOM's, design.md §4); ``hidden`` / ``num_layers`` make it narrower or shallower."""
+        overrides = {k: v for k, v in (("hidden", hidden), ("num_layers", num_layers)) if v is not None}
+        for name, value in overrides.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         ref = self.init_posterior
-        return self._new_decoder().to(device=ref.device, dtype=ref.dtype)
+        return self._new_decoder(**overrides).to(device=ref.device, dtype=ref.dtype)
 
     def extra_repr(self) -> str:
         c, h, w = self.image_shape
