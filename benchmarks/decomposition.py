@@ -48,23 +48,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def variant_config(name: str, out: Path, minutes: float, eval_every: int, device: str, threads: int,
-                   steps: int):
-    from lom_pyro.train import PRESETS, config_from_preset
+def child(name: str, args: argparse.Namespace) -> None:
+    """Train one variant as the command line says."""
+    from lom_pyro.train import PRESETS, config_from_preset, train
 
     overrides, orderless = VARIANTS[name]
     kwargs = {**PRESETS["quickstart"]["orderless_kwargs"], **orderless}
-    return config_from_preset("quickstart", **{**overrides, "orderless_kwargs": kwargs}, steps=steps,
-                              max_minutes=minutes, eval_every=eval_every, eval_every_scenes=128,
-                              eval_scenes=256, figure_every=max(eval_every * 4, 1), checkpoint_every=0,
-                              device=device, threads=threads, out=str(out / name))
-
-
-def child(name: str, args: argparse.Namespace) -> None:
-    from lom_pyro.train import train
-
-    config = variant_config(name, Path(args.out), args.minutes, args.eval_every, args.device, args.threads,
-                            args.steps)
+    config = config_from_preset("quickstart", **{**overrides, "orderless_kwargs": kwargs}, steps=args.steps,
+                                max_minutes=args.minutes, eval_every=args.eval_every, eval_every_scenes=128,
+                                eval_scenes=256, figure_every=max(args.eval_every * 4, 1), checkpoint_every=0,
+                                device=args.device, threads=args.threads, out=str(Path(args.out) / name))
     train(config, progress=False)
 
 

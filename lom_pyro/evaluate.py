@@ -9,6 +9,7 @@ come from its independent slot prior.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,22 @@ from torch import Tensor, nn
 
 from lom_pyro.models.lom import LOM
 
-__all__ = ["evaluate_module", "decomposition_metrics", "sample_structure_accuracy", "write_figure", "unit_frame",
+__all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write_figure", "unit_frame",
            "sample_images", "reconstructions", "dci_of_slots", "visualize", "markdown_table", "configure_evaluate",
            "run_evaluate", "configure_visualize", "run_visualize"]
 
 _CHUNK = 64
+
+
+@contextmanager
+def evaluation_mode(module: nn.Module):
+    """``module.eval()`` for the block, then the mode it had before."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def _orderless(module: nn.Module) -> nn.Module:
@@ -85,18 +97,17 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
     """
     from lom_pyro.train import programs
 
-    was_training = module.training
-    module.eval()
     device = next(module.parameters()).device
     images = evaluation["images"]
     terms: dict[str, list[Tensor]] = {}
     model, guide = programs(module)
-    for start in range(0, images.shape[0], _CHUNK):
-        x = images[start:start + _CHUNK].to(device)
-        for site, term in elbo.terms(model, guide, x).items():
-            terms.setdefault(f"{term.kind}/{site}", []).append(term.raw)
+    with evaluation_mode(module):
+        for start in range(0, images.shape[0], _CHUNK):
+            x = images[start:start + _CHUNK].to(device)
+            for site, term in elbo.terms(model, guide, x).items():
+                terms.setdefault(f"{term.kind}/{site}", []).append(term.raw)
     metrics: dict[str, Any] = {"dataset": dataset, "eval_scenes": int(images.shape[0])}
-    metrics.update(decomposition_metrics(module, evaluation))
+    metrics.update(decomposition_metrics(module, evaluation, dataset, temperature))
     per_site = {k: float(torch.cat(v).mean()) for k, v in terms.items()}
     metrics["test_terms_per_image"] = per_site
     # the training objective's ELBO: the LOM's plus EMORL's iteration-weighted terms
@@ -108,42 +119,40 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
     if dataset == "stacks":
         from lom_pyro.metrics.structure import structure_accuracy
 
-        metrics["structure_accuracy_samples"] = sample_structure_accuracy(module, images.shape[0], temperature)
         metrics["structure_accuracy_data"] = structure_accuracy(((images + 1) / 2).cpu(), value_range=(0.0, 1.0))
         metrics["sample_temperature"] = temperature
-    module.train(was_training)
     return metrics
 
 
 @torch.no_grad()
-def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any]) -> dict[str, float | None]:
+def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset: str | None = None,
+                          temperature: float = 0.8) -> dict[str, float | None]:
     """ARI-FG of the orderless posterior (``ari_fg_orderless``) and, for a LOM, of the
-    ordered one (``ari_fg_lom``) on the held-out scenes; None where no scene has a
-    foreground."""
+    ordered one (``ari_fg_lom``) on the held-out scenes (None where no scene has a
+    foreground); on procedural ``stacks`` also the structure accuracy of as many
+    τ-samples (``structure_accuracy_samples``). The periodic check during training and
+    :func:`evaluate_module` both use it."""
     from lom_pyro.metrics.ari import ari_fg
 
     device = next(module.parameters()).device
     images, true_masks = evaluation["images"], evaluation["masks"]
     ari: dict[str, list[Tensor]] = {}
-    for start in range(0, images.shape[0], _CHUNK):
-        x = images[start:start + _CHUNK].to(device)
-        truth = true_masks[start:start + _CHUNK].to(device)
-        for name, (_, masks) in reconstructions(module, x).items():
-            ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
-    metrics: dict[str, float | None] = {}
-    for name, values in ari.items():
-        v = torch.cat(values)
-        metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
+    with evaluation_mode(module):
+        for start in range(0, images.shape[0], _CHUNK):
+            x = images[start:start + _CHUNK].to(device)
+            truth = true_masks[start:start + _CHUNK].to(device)
+            for name, (_, masks) in reconstructions(module, x).items():
+                ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
+        metrics: dict[str, float | None] = {}
+        for name, values in ari.items():
+            v = torch.cat(values)
+            metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
+        if dataset == "stacks":
+            from lom_pyro.metrics.structure import structure_accuracy
+
+            samples, _ = sample_images(module, images.shape[0], temperature)
+            metrics["structure_accuracy_samples"] = structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
     return metrics
-
-
-@torch.no_grad()
-def sample_structure_accuracy(module: nn.Module, n: int, temperature: float = 0.8) -> float:
-    """Structure accuracy (procedural ``stacks``) of ``n`` τ-samples of the module."""
-    from lom_pyro.metrics.structure import structure_accuracy
-
-    samples, _ = sample_images(module, n, temperature)
-    return structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
 
 
 @torch.no_grad()
@@ -152,16 +161,14 @@ def write_figure(module: nn.Module, x: Tensor, path: str | Path, temperature: fl
     of both posteriors, and τ = 0.8 samples with their masks."""
     from lom_pyro.viz import colour_masks, panel
 
-    was_training = module.training
-    module.eval()
     rows: dict[str, Tensor] = {"input": ((x + 1) / 2).clamp(0, 1)}
-    for name, (rec, masks) in reconstructions(module, x).items():
-        rows[f"{name} recon"] = rec
-        rows[f"{name} masks"] = colour_masks(masks)
-    samples, masks = sample_images(module, x.shape[0], temperature)
+    with evaluation_mode(module):
+        for name, (rec, masks) in reconstructions(module, x).items():
+            rows[f"{name} recon"] = rec
+            rows[f"{name} masks"] = colour_masks(masks)
+        samples, masks = sample_images(module, x.shape[0], temperature)
     rows[f"samples t={temperature}"] = samples
     rows["sample masks"] = colour_masks(masks)
-    module.train(was_training)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     panel({k: v.cpu() for k, v in rows.items()}, path, scale=2)
     return Path(path)
