@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -130,23 +131,31 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
     """ARI-FG of the orderless posterior (``ari_fg_orderless``) and, for a LOM, of the
     ordered one (``ari_fg_lom``) on the held-out scenes (None where no scene has a
     foreground); on procedural ``stacks`` also the structure accuracy of as many
-    τ-samples (``structure_accuracy_samples``). The periodic check during training and
-    :func:`evaluate_module` both use it."""
+    τ-samples (``structure_accuracy_samples``) and of the posterior-mean reconstructions
+    (``structure_accuracy_recon_<name>``): a decoder whose reconstructions of real stacks
+    fail the judge cannot draw samples that pass it, so the latter bound the former.
+    The periodic check during training and :func:`evaluate_module` both use it."""
     from lom_pyro.metrics.ari import ari_fg
+    from lom_pyro.metrics.structure import structure_flags
 
     device = next(module.parameters()).device
     images, true_masks = evaluation["images"], evaluation["masks"]
     ari: dict[str, list[Tensor]] = {}
+    structured: dict[str, list[np.ndarray]] = {}
     with evaluation_mode(module):
         for start in range(0, images.shape[0], _CHUNK):
             x = images[start:start + _CHUNK].to(device)
             truth = true_masks[start:start + _CHUNK].to(device)
-            for name, (_, masks) in reconstructions(module, x).items():
+            for name, (recon, masks) in reconstructions(module, x).items():
                 ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
+                if dataset == "stacks":
+                    structured.setdefault(name, []).append(structure_flags(recon.cpu(), value_range=(0.0, 1.0)))
         metrics: dict[str, float | None] = {}
         for name, values in ari.items():
             v = torch.cat(values)
             metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
+        for name, flags in structured.items():
+            metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
         if dataset == "stacks":
             from lom_pyro.metrics.structure import structure_accuracy
 

@@ -107,10 +107,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # reference's 0.02 — with both reference values the reconstruction was still flat grey
     # after 1,000 steps; with these it is sharp within 150. Adam lr 1e-3 rather than 4e-4:
     # in a GPU sweep of this setting only lr 1e-3 runs left the background-only plateau
-    # (ARI-FG ≈ 0.35) within 6K steps (docs/benchmarks.md, "On a GPU").
+    # (ARI-FG ≈ 0.35) within 6K steps (docs/benchmarks.md, "On a GPU"). GECO: the paper's step
+    # 1e-6, EMORL's goal −2.2 (CLEVR6's, for σ = 0.1) and a LOM goal of −1.9 that a LOM reaches
+    # at this scale (−1.95 after 2,800 steps at β = 1): with −2.2 and step 1e-5 the LOM's KL
+    # weight sat at its floor 1e-10 and its prior never trained (docs/benchmarks.md).
     "quickstart": dict(
         dataset="stacks", image_size=32, batch_size=16, steps=1000, lr=1e-3, warmup=200,
-        decay_every=0, geco_warmup=200, geco_step_size=1e-5, figure_every=250, goal=-2.2, orderless_goal=-2.2,
+        decay_every=0, geco_warmup=200, geco_step_size=1e-6, figure_every=250, goal=-1.9, orderless_goal=-2.2,
         orderless_kwargs=dict(num_slots=6, slot_dim=32, stochastic_layers=2, refinement_steps=1, sigma=0.1,
                               init_gain=1.0, encoder_width=32, decoder_hidden=32, prior_hidden=64,
                               refinement_hidden=64),
@@ -147,9 +150,18 @@ def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
 
 
 # -- building --------------------------------------------------------------------------------
+def _check_goal(name: str, goal: float, sigma: float | None) -> None:
+    """A goal at or below ``log σ`` — the unnormalised error per pixel·channel of a perfect
+    reconstruction — can never be met: GECO would drive the KL weight to its floor."""
+    if sigma is not None and goal <= math.log(sigma):
+        raise ValueError(f"{name}={goal} cannot be reached: with sigma={sigma} even a perfect reconstruction "
+                         f"has an error of log(sigma) = {math.log(sigma):.3f} per pixel and channel")
+
+
 def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
     orderless = ORDERLESS_MODELS[config.orderless](config)
+    _check_goal("orderless_goal", config.orderless_goal, getattr(orderless, "sigma", None))
     geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
     # the orderless model's own GECO form where it has one (EMORL's), else the core's
     own_form = getattr(orderless, "geco_config", None)
@@ -166,6 +178,7 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     if config.lom_decoder:  # the orderless decoder's architecture, narrower or shallower
         kwargs["decoder"] = orderless.make_decoder(**config.lom_decoder)
     lom = LOM(orderless, **kwargs)  # the scene free bits follow the schedule of config.scene_free_bits
+    _check_goal("goal", config.goal, lom.sigma)
     # β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met, never beyond
     goals[OBS] = GECOConfig(goal=config.goal, beta_max=1.0, **geco)
     return lom, GECO(LOMELBO(), goals)
@@ -287,8 +300,9 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
             for key, value in values.items():
                 curves.setdefault(key, []).append(value)
             curves.setdefault("step", []).append(step)
-            bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()
-                             if not k.startswith("beta")}, refresh=False)
+            # β shown too: a KL weight stuck at its floor means the goal is out of reach
+            bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()},
+                            refresh=False)
         last = i == steps - 1 or time.perf_counter() > deadline
         if figures is not None and (i % config.figure_every == 0 or last):
             figures(module, out / "figures" / f"step_{step:06d}.png")

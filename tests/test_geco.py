@@ -30,6 +30,38 @@ def test_geco_follows_formula_on_scripted_errors():
     assert state.step.item() == 8
 
 
+def test_additive_update_follows_emorls_reference_recursion():
+    """EMORL: ``ρ ← max(ρ − η·C_ema, ρ_floor)``, the reconstruction weighted by softplus(ρ);
+    in the core's form β = 1/softplus(ρ)."""
+    cfg = GECOConfig(goal=0.5, step_size=1e-3, speedup=4.0, ema_decay=0.5, beta_max=1.0, warmup_steps=1,
+                     log_normaliser=0.0, update="additive")
+    state = GECOState(cfg)
+    softplus = lambda r: math.log1p(math.exp(r))
+    rho_floor = math.log(math.expm1(1.0))            # softplus(ρ_floor) = 1: β = 1
+    rho, ema, lowest = rho_floor, None, 1.0
+    for step, err in enumerate([80.0, 90.0, 85.0, 70.0, 40.0, 10.0, 10.0, 10.0, 10.0, 10.0]):
+        state.update(torch.tensor(err), 100)
+        ema = err if ema is None else 0.5 * ema + 0.5 * err
+        c = 50.0 - ema
+        if step >= 1:
+            rho = max(rho - 1e-3 * (4.0 if c > 0 else 1.0) * c, rho_floor)
+        assert state.beta.item() == pytest.approx(1.0 / softplus(rho), rel=1e-5)
+        lowest = min(lowest, state.beta.item())
+    assert lowest < 0.95 and state.beta.item() == pytest.approx(1.0)   # down, then back once the goal is met
+
+
+def test_out_of_reach_goal_additive_beta_falls_like_one_over_t_multiplicative_to_the_floor():
+    configs = {kind: GECOConfig(goal=-1.0, step_size=1e-4, beta_max=1.0, log_normaliser=0.0, update=kind)
+               for kind in ("additive", "multiplicative")}
+    states = {kind: GECOState(cfg) for kind, cfg in configs.items()}
+    for _ in range(3000):                     # error 100 per image above the goal, C = −100
+        for state in states.values():
+            state.update(torch.tensor(0.0), 100)
+    # additive: softplus(ρ) ≈ 1 + 3000·1e-4·100 = 31; multiplicative: exp(−30) ≈ 1e-13 → floor
+    assert states["additive"].beta.item() == pytest.approx(1 / 31.0, rel=0.02)
+    assert states["multiplicative"].beta.item() == pytest.approx(1e-10)
+
+
 def test_geco_state_dict_round_trip():
     state = GECOState(GECOConfig(goal=-0.352))
     for err in (10.0, 20.0):
@@ -46,7 +78,8 @@ def test_goal_is_the_papers_unnormalised_error_per_pixel_channel():
 
 
 @pytest.mark.parametrize("kwargs", [dict(goal=float("nan")), dict(goal=-1, ema_decay=1.0),
-                                    dict(goal=-1, beta_min=2.0), dict(goal=-1, speedup=0.0)])
+                                    dict(goal=-1, beta_min=2.0), dict(goal=-1, speedup=0.0),
+                                    dict(goal=-1, update="sideways")])
 def test_geco_config_validates(kwargs):
     with pytest.raises(ValueError, match="GECO"):
         GECOConfig(**kwargs)

@@ -20,7 +20,8 @@ def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png"]
     assert (out / "curves.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_objective_elbo_per_image",
+    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "structure_accuracy_recon_orderless",
+                "structure_accuracy_recon_lom", "test_objective_elbo_per_image",
                 "test_terms_per_image", "test_lom_kl_per_image", "test_lom_elbo_per_image"):
         assert key in metrics
     assert metrics["structure_accuracy_data"] >= 0.95
@@ -62,6 +63,12 @@ def test_bad_config_and_checkpoint(tmp_path, capsys):
         config_from_preset("nope")
     with pytest.raises(ValueError, match="orderless must be one of"):
         TrainConfig(orderless="slot-attention")
+    # σ = 0.1: a perfect reconstruction's error is log 0.1 = −2.303 per pixel·channel
+    with pytest.raises(ValueError, match=r"orderless_goal=-2.5 cannot be reached.*-2.303"):
+        build(config_from_preset("quickstart", orderless_goal=-2.5))
+    with pytest.raises(ValueError, match=r"goal=-2.31 cannot be reached"):
+        build(config_from_preset("quickstart", goal=-2.31))
+    build(config_from_preset("quickstart", goal=-2.29, orderless_goal=-2.29))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):

@@ -7,6 +7,12 @@ GENESIS form, one multiplier per group (an observation site and its KL terms)::
     C       = goal_err − err_ema                   (> 0 once the goal is reached)
     β_g     ← clamp(β_g · exp(η · s · C), β_min, β_max),   s = speedup if C > 0 else 1
 
+EMORL's form (``update="additive"``) moves the reconstruction's multiplier instead,
+``λ = 1/β = softplus(ρ)``, by additive steps ``ρ ← ρ − η·s·C`` (then clamped so β stays
+in [β_min, β_max]): while the goal is out of reach, λ grows linearly and β falls like
+1/t — not exponentially, as the GENESIS form's does (down to β_min within a few thousand
+steps, which leaves the KL terms no weight at all).
+
 Goals are the paper's numbers as they are (A.4.2: −0.352 Objects Room, −0.351
 ShapeStacks, −2.265 CLEVR6): a target **per pixel·channel** for the reconstruction error
 of an unnormalised Gaussian, i.e. the negative log-likelihood with ½ log 2π dropped, as
@@ -28,6 +34,12 @@ from torch import Tensor, nn
 
 __all__ = ["GECOConfig", "GECOState"]
 
+UPDATES = ("multiplicative", "additive")
+
+
+def _softplus_inverse(y: Tensor) -> Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
 
 @dataclass(frozen=True)
 class GECOConfig:
@@ -43,6 +55,8 @@ class GECOConfig:
     :param warmup_steps: steps before the multiplier starts to move (EMORL: 1,000).
     :param log_normaliser: per-element constant the goal leaves out of the error
         (½ log 2π for an "unnormalised Gaussian"; 0 if the goal is already normalised).
+    :param update: ``"multiplicative"`` (GENESIS, the LOM's) or ``"additive"`` (EMORL's;
+        see the module docstring).
     """
 
     goal: float
@@ -54,8 +68,11 @@ class GECOConfig:
     beta_max: float = 1e10
     warmup_steps: int = 0
     log_normaliser: float = 0.5 * math.log(2 * math.pi)
+    update: str = "multiplicative"
 
     def __post_init__(self) -> None:
+        if self.update not in UPDATES:
+            raise ValueError(f"GECO update must be one of {UPDATES}, got {self.update!r}")
         if not math.isfinite(self.goal):
             raise ValueError(f"GECO goal must be finite, got {self.goal}")
         if self.step_size < 0:
@@ -96,7 +113,11 @@ class GECOState(nn.Module):
         self.err_ema.copy_(torch.where(first, err, cfg.ema_decay * self.err_ema + (1 - cfg.ema_decay) * err))
         constraint = cfg.goal_error(num_elements) - self.err_ema
         rate = cfg.step_size * torch.where(constraint > 0, cfg.speedup or 1.0, 1.0)
-        moved = (self.beta * torch.exp(rate * constraint)).clamp(cfg.beta_min, cfg.beta_max)
+        if cfg.update == "additive":   # EMORL: λ = 1/β = softplus(ρ), ρ ← ρ − η·s·C
+            rho = _softplus_inverse(1.0 / self.beta) - rate * constraint
+            moved = (1.0 / nn.functional.softplus(rho)).clamp(cfg.beta_min, cfg.beta_max)
+        else:
+            moved = (self.beta * torch.exp(rate * constraint)).clamp(cfg.beta_min, cfg.beta_max)
         self.beta.copy_(torch.where(self.step >= cfg.warmup_steps, moved, self.beta))
         self.step += 1
 

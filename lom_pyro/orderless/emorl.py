@@ -326,15 +326,16 @@ class EMORL(PyroModule):
           the start ``beta_init = 1``.
         * no constraint for the first 1,000 steps → ``warmup_steps = 1000`` (the EMA still
           runs, as the reference initialises it at step 1,000).
-        * step η = 1e-6 on the same per-image error scale; the reference's additive step on
-          β maps to ``d log β' = σ(β)/softplus(β)·η·C`` ≈ 0.63·η·C near the floor, the
-          core's multiplicative step to ``η·C`` — the same sign and order of magnitude.
+        * step η = 1e-6 on the same per-image error scale, and the reference's additive step
+          on β: ``update="additive"`` moves ρ = softplus⁻¹(1/β') by −η·C, so while the
+          target is out of reach β' falls like 1/t, as in the reference (the GENESIS form's
+          multiplicative step would drive it to ``beta_min`` exponentially fast).
         * the constraint is measured on the final reconstruction only (the reference's
           ``C_ema`` uses the last iteration's NLL); intermediate images carry no group.
         """
         return GECOConfig(goal=goal, step_size=step_size, speedup=speedup, ema_decay=ema_decay,
                           beta_init=1.0, beta_max=1.0, warmup_steps=warmup_steps,
-                          log_normaliser=0.5 * math.log(2 * math.pi))
+                          log_normaliser=0.5 * math.log(2 * math.pi), update="additive")
 
     # -- site names -------------------------------------------------------------------------
     def layer_site(self, layer: int) -> str:

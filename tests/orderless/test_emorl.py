@@ -281,6 +281,7 @@ def test_geco_config_maps_the_reference_target():
     cfg = EMORL.geco_config(-0.352, speedup=5.0)
     assert isinstance(cfg, GECOConfig)
     assert (cfg.warmup_steps, cfg.beta_init, cfg.beta_max, cfg.step_size) == (1000, 1.0, 1.0, 1e-6)
+    assert cfg.update == "additive"   # the reference moves the reconstruction's multiplier additively
     # the constraint compares the normalised NLL with the reference's unnormalised NLL target
     n = 3 * 64 * 64
     assert cfg.goal_error(n) == pytest.approx((-0.352 + 0.5 * math.log(2 * math.pi)) * n)
