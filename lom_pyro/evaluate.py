@@ -136,7 +136,7 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
     fail the judge cannot draw samples that pass it, so the latter bound the former.
     The periodic check during training and :func:`evaluate_module` both use it."""
     from lom_pyro.metrics.ari import ari_fg
-    from lom_pyro.metrics.structure import structure_flags
+    from lom_pyro.metrics.structure import structure_accuracy, structure_flags
 
     device = next(module.parameters()).device
     images, true_masks = evaluation["images"], evaluation["masks"]
@@ -154,11 +154,9 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
         for name, values in ari.items():
             v = torch.cat(values)
             metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
-        for name, flags in structured.items():
-            metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
         if dataset == "stacks":
-            from lom_pyro.metrics.structure import structure_accuracy
-
+            for name, flags in structured.items():
+                metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
             samples, _ = sample_images(module, images.shape[0], temperature)
             metrics["structure_accuracy_samples"] = structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
     return metrics
