@@ -10,7 +10,7 @@ stacks: a decoder that cannot redraw a real stack sharply enough to pass cannot 
 so that number is the ceiling on the samples' (computed from the checkpoints for runs that
 predate it).
 
-    python benchmarks/quality.py --orderless-minutes 50 --lom-minutes 35
+    python benchmarks/quality.py --orderless-minutes 60 --lom-minutes 28
 
 Writes ``benchmarks/results/quality/{quality.json, quality.png, curves.png}`` and the
 two runs' folders. The issue also asks whether a smaller LOM decoder loses sample
@@ -57,8 +57,8 @@ def with_ceiling(run: Path, metrics: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orderless-minutes", type=float, default=50.0)
-    parser.add_argument("--lom-minutes", type=float, default=35.0)
+    parser.add_argument("--orderless-minutes", type=float, default=60.0)
+    parser.add_argument("--lom-minutes", type=float, default=28.0)
     parser.add_argument("--steps", type=int, default=100_000, help="upper bound per stage; time usually binds")
     parser.add_argument("--eval-scenes", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
@@ -117,10 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
         "lom structure_accuracy >= 0.7": metrics_lom["structure_accuracy_samples"] >= 0.7,
         "emorl structure_accuracy <= 0.3": metrics_alone["structure_accuracy_samples"] <= 0.3,
     }
+    recorded = ("lr", "batch_size", "image_size", "orderless_kwargs", "lom_kwargs", "goal", "orderless_goal",
+                "geco_step_size", "geco_warmup", "geco_speedup")
     result = {"benchmark": "quality", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "threads": args.threads, "preset": args.preset,
               "settings": {k: v for k, v in json.loads((out / "emorl_alone" / "config.json").read_text()).items()
-                           if k in ("lr", "batch_size", "image_size", "orderless_kwargs", "lom_kwargs")},
+                           if k in recorded},
               "train_minutes": round((metrics_alone["train_seconds"] + metrics_lom["train_seconds"]) / 60, 1),
               "emorl_alone": metrics_alone, "lom_emorl": metrics_lom, "targets_met": targets}
     if metrics_small:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -176,6 +177,11 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
 
         kwargs["scene_prior"] = MixtureScenePrior(kwargs.get("scene_dim", 128), config.scene_prior_components)
     if config.lom_decoder:  # the orderless decoder's architecture, narrower or shallower
+        try:
+            inspect.signature(orderless.make_decoder).bind(**config.lom_decoder)
+        except TypeError as err:
+            raise ValueError(f"lom_decoder {config.lom_decoder}: the {config.orderless} model's make_decoder "
+                             f"does not take these options ({err})") from err
         kwargs["decoder"] = orderless.make_decoder(**config.lom_decoder)
     lom = LOM(orderless, **kwargs)  # the scene free bits follow the schedule of config.scene_free_bits
     _check_goal("goal", config.goal, lom.sigma)

@@ -143,3 +143,5 @@ def test_a_smaller_lom_decoder_keeps_the_architecture_and_rejects_bad_widths():
     assert [t.shape for t in small.decoder(z)] == [t.shape for t in full.decoder(z)]
     with pytest.raises(ValueError, match="hidden must be a positive integer"):
         build(config_from_preset("quickstart", lom_decoder={"hidden": 0}))
+    with pytest.raises(ValueError, match="lom_decoder .*does not take these options"):
+        build(config_from_preset("quickstart", lom_decoder={"width": 8}))

@@ -80,9 +80,11 @@ class OrderlessModel(Protocol):
         RGB in the frame the likelihood observes."""
         ...
 
-    def make_decoder(self) -> nn.Module:
+    def make_decoder(self, **overrides) -> nn.Module:
         """A fresh decoder of the same architecture (own weights) for the LOM (design.md §4):
-        ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``."""
+        ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``.
+        ``overrides`` change its sizes (EMORL: ``hidden``, ``num_layers``) for a smaller
+        LOM decoder; a model without such options raises ``TypeError`` for any."""
         ...
 
     # Optional: ``observation(x) -> Tensor`` maps input images to the frame the likelihood
