@@ -11,6 +11,7 @@ so that number is the ceiling on the samples' (computed from the checkpoints for
 predate it).
 
     python benchmarks/quality.py --orderless-minutes 60 --lom-minutes 28
+    python benchmarks/quality.py --lom-only --lom-minutes 28   # stage (a) again, same EMORL
 
 Writes ``benchmarks/results/quality/{quality.json, quality.png, curves.png}`` and the
 two runs' folders. The issue also asks whether a smaller LOM decoder loses sample
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, help="default: the preset's")
     parser.add_argument("--eval-every", type=int, default=500, help="held-out ARI-FG / S-Acc every N steps")
     parser.add_argument("--report-only", action="store_true", help="re-read finished runs, train nothing")
+    parser.add_argument("--lom-only", action="store_true",
+                        help="train stage (a) again on the finished EMORL-alone run (e.g. after a LOM change)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     common = dict(steps=args.steps, eval_scenes=args.eval_scenes, threads=args.threads, figure_every=500,
@@ -77,9 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
         metrics_alone, metrics_lom = (with_ceiling(out / run, json.loads((out / run / "metrics.json").read_text()))
                                       for run in ("emorl_alone", "lom_emorl"))
     else:
-        alone = config_from_preset(args.preset, lom=False, max_minutes=args.orderless_minutes,
-                                   out=str(out / "emorl_alone"), **common)
-        metrics_alone = train(alone)
+        if args.lom_only:
+            metrics_alone = with_ceiling(out / "emorl_alone",
+                                         json.loads((out / "emorl_alone" / "metrics.json").read_text()))
+        else:
+            alone = config_from_preset(args.preset, lom=False, max_minutes=args.orderless_minutes,
+                                       out=str(out / "emorl_alone"), **common)
+            metrics_alone = train(alone)
         lom_cfg = config_from_preset(args.preset, max_minutes=args.lom_minutes, out=str(out / "lom_emorl"),
                                      orderless_checkpoint=str(out / "emorl_alone" / "checkpoint.pt"),
                                      freeze_orderless=True, **common)

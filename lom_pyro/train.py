@@ -190,6 +190,14 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     return lom, GECO(LOMELBO(), goals)
 
 
+def lom_objective(objective: GECO) -> GECO:
+    """The LOM's part of ``objective``, sharing its multiplier: what is minimised while the
+    orderless model is frozen and ``LOM.score_orderless`` is off."""
+    lom_only = GECO(objective.elbo, {OBS: objective.states[OBS].config})
+    lom_only.states[OBS] = objective.states[OBS]
+    return lom_only
+
+
 def programs(module: nn.Module) -> tuple[Any, Any]:
     """The model/guide pair that trains ``module``."""
     if isinstance(module, LOM):
@@ -277,9 +285,10 @@ def _log_eval(curves: dict[str, list[float]], record: dict[str, float | None]) -
 def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
            batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
            frozen: nn.Module | None = None, figures=None, monitor=None, checkpoint: str = "checkpoint.pt",
-           progress: bool = True) -> int:
+           progress: bool = True, loss: GECO | None = None) -> int:
     """Train ``module`` for up to ``steps`` steps; returns the number of steps taken.
-    ``monitor(module)`` → metrics, logged as ``eval/*`` every ``config.eval_every`` steps."""
+    ``monitor(module)`` → metrics, logged as ``eval/*`` every ``config.eval_every`` steps.
+    ``loss`` is minimised (default ``objective``); checkpoints save ``objective``."""
     model, guide = programs(module)
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     groups = _parameter_groups(module, frozen)
@@ -295,9 +304,9 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
             module.scene_free_bits = scene_free_bits(step, start + steps, module.scene_dim,
                                                      start=config.scene_free_bits, end=config.scene_free_bits_final)
         x = next(batches).to(device)
-        loss, logs = objective.compute(model, guide, x)
+        value, logs = (loss or objective).compute(model, guide, x)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         for group in groups:
             nn.utils.clip_grad_norm_(group, config.grad_clip)
         optimiser.step()
@@ -368,14 +377,24 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         frozen = orderless if config.freeze_orderless else None
     else:
         orderless_steps = 0
+    lom_only = None
     with warnings.catch_warnings():
         if frozen is not None:
             frozen.requires_grad_(False)
             # PyroModule warns on every access to a frozen parameter; freezing is the point here
             warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad")
-        steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
-                       "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures,
-                       monitor=monitor, progress=progress)
+            if isinstance(module, LOM):
+                # a frozen orderless model's ELBO terms are constants: the LOM's alone is
+                # minimised, under its own multiplier (saved with the full objective)
+                module.score_orderless = False
+                lom_only = lom_objective(objective)
+        try:
+            steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
+                           "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures,
+                           monitor=monitor, progress=progress, loss=lom_only)
+        finally:
+            if isinstance(module, LOM):
+                module.score_orderless = True
     seconds = time.perf_counter() - started
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
     metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)

@@ -49,6 +49,28 @@ def test_lom_terms_send_no_gradient_into_the_orderless_model(lom):
     assert all(g is not None for g in grads) and any(torch.count_nonzero(g) > 0 for g in grads)
 
 
+def test_without_orderless_scoring_the_lom_terms_and_gradients_are_unchanged(lom):
+    # two-stage training with the orderless model frozen skips its ELBO terms (constants)
+    x = torch.rand(3, *SHAPE)
+    own = [p for n, p in lom.named_parameters() if not n.startswith("orderless.")]
+
+    def lom_terms():
+        pyro.set_rng_seed(1)
+        terms = LOMELBO().terms(lom.model, lom.guide, x)
+        return terms, torch.autograd.grad(sum(t.loss.sum() for n, t in terms.items() if n in (SCENE, OBJECTS, OBS)),
+                                          own, allow_unused=True)
+
+    full, full_grads = lom_terms()
+    lom.score_orderless = False
+    alone, alone_grads = lom_terms()
+    assert set(full) == {SCENE, OBJECTS, OBS, ORDERLESS_SLOTS, ORDERLESS_OBS} and set(alone) == {SCENE, OBJECTS, OBS}
+    for name in alone:
+        assert torch.equal(alone[name].value, full[name].value), name
+    assert any(g is not None for g in alone_grads)
+    for a, b in zip(alone_grads, full_grads):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_sample_std_scales_with_temperature():
     torch.manual_seed(0)
     lom = LOM(ToyOrderless(image_shape=SHAPE), scene_dim=5)

@@ -51,9 +51,45 @@ def test_two_stage_training_freezes_the_orderless_model(tmp_path):
     assert main(["train", "--preset", "quickstart", *TINY, "--orderless-checkpoint", str(first / "checkpoint.pt"),
                  "--freeze-orderless", "--out", str(second)]) == 0
     orderless = load_checkpoint(first / "checkpoint.pt")["model"]
-    lom = load_checkpoint(second / "checkpoint.pt")["model"]
+    payload = load_checkpoint(second / "checkpoint.pt")
     for name, value in orderless.items():
-        assert torch.equal(lom[f"orderless.{name}"], value), name
+        assert torch.equal(payload["model"][f"orderless.{name}"], value), name
+    # frozen, the orderless terms are constants: only the LOM's are computed while training,
+    # yet the run keeps both multipliers and the test ELBO reports both models' terms
+    curves = json.loads((second / "curves.json").read_text())
+    assert "err/x" in curves and not any(k.endswith("x_orderless") for k in curves)
+    assert {"states.x.beta", "states.x_orderless.beta"} <= set(payload["objective"])
+    assert "loglik/x_orderless" in json.loads((second / "metrics.json").read_text())["test_terms_per_image"]
+
+
+@pytest.mark.filterwarnings("ignore:.*not registered in the param store")
+def test_on_a_frozen_emorl_the_lom_objective_alone_gives_the_same_gradients():
+    import pyro
+
+    from lom_pyro.train import lom_objective, programs
+
+    torch.manual_seed(0)
+    lom, objective = build(config_from_preset("quickstart"))
+    lom.orderless.requires_grad_(False)
+    objective.eval()                              # no multiplier updates between the two runs
+    alone = lom_objective(objective).eval()
+    assert alone.states["x"] is objective.states["x"]
+    model, guide = programs(lom)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    own = [p for p in lom.parameters() if p.requires_grad]
+
+    def gradients(score_orderless, loss):
+        lom.score_orderless = score_orderless
+        pyro.set_rng_seed(3)
+        value, logs = loss.compute(model, guide, x)
+        return logs, torch.autograd.grad(value, own)
+
+    both_logs, both = gradients(True, objective)
+    alone_logs, lom_only = gradients(False, alone)
+    assert "err/x_orderless" in both_logs and "err/x_orderless" not in alone_logs
+    assert torch.equal(both_logs["err/x"], alone_logs["err/x"])
+    for a, b in zip(both, lom_only):
+        assert torch.equal(a, b)
 
 
 def test_bad_config_and_checkpoint(tmp_path, capsys):
