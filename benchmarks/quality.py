@@ -44,9 +44,10 @@ SMALL_DECODER_RUN = "lom_emorl_small_decoder"
 CEILING = "structure_accuracy_recon_orderless"  # S-Acc of reconstructions: what samples can reach at best
 
 
-def with_ceiling(run: Path, metrics: dict) -> dict:
-    """``metrics`` plus the structure accuracy of the run's reconstructions, computed from
-    its checkpoint on the same held-out scenes if the run predates that metric."""
+def finished(run: Path) -> dict:
+    """A finished run's ``metrics.json``, plus the structure accuracy of its reconstructions,
+    computed from its checkpoint on the same held-out scenes if the run predates that metric."""
+    metrics = json.loads((run / "metrics.json").read_text())
     if CEILING in metrics:
         return metrics
     module, config = load_trained(str(run / "checkpoint.pt"))
@@ -77,12 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
                   eval_every=args.eval_every)
     common.update({k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
     if args.report_only:
-        metrics_alone, metrics_lom = (with_ceiling(out / run, json.loads((out / run / "metrics.json").read_text()))
-                                      for run in ("emorl_alone", "lom_emorl"))
+        metrics_alone, metrics_lom = (finished(out / run) for run in ("emorl_alone", "lom_emorl"))
     else:
         if args.lom_only:
-            metrics_alone = with_ceiling(out / "emorl_alone",
-                                         json.loads((out / "emorl_alone" / "metrics.json").read_text()))
+            metrics_alone = finished(out / "emorl_alone")
         else:
             alone = config_from_preset(args.preset, lom=False, max_minutes=args.orderless_minutes,
                                        out=str(out / "emorl_alone"), **common)
@@ -92,10 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
                                      freeze_orderless=True, **common)
         metrics_lom = train(lom_cfg)
     runs = {"EMORL alone": "emorl_alone", "LOM-EMORL": "lom_emorl"}
-    small = out / SMALL_DECODER_RUN / "metrics.json"
-    metrics_small = with_ceiling(small.parent, json.loads(small.read_text())) if small.exists() else None
+    small = out / SMALL_DECODER_RUN
+    metrics_small = finished(small) if (small / "metrics.json").exists() else None
     if metrics_small:
-        hidden = json.loads((out / SMALL_DECODER_RUN / "config.json").read_text())["lom_decoder"].get("hidden")
+        hidden = json.loads((small / "config.json").read_text())["lom_decoder"].get("hidden")
         runs[f"LOM-EMORL, LOM decoder {hidden} wide"] = SMALL_DECODER_RUN
     # the figure: samples side by side, with masks coloured by slot index
     torch.manual_seed(1)

@@ -190,14 +190,6 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     return lom, GECO(LOMELBO(), goals)
 
 
-def lom_objective(objective: GECO) -> GECO:
-    """The LOM's part of ``objective``, sharing its multiplier: what is minimised while the
-    orderless model is frozen and ``LOM.score_orderless`` is off."""
-    lom_only = GECO(objective.elbo, {OBS: objective.states[OBS].config})
-    lom_only.states[OBS] = objective.states[OBS]
-    return lom_only
-
-
 def programs(module: nn.Module) -> tuple[Any, Any]:
     """The model/guide pair that trains ``module``."""
     if isinstance(module, LOM):
@@ -285,10 +277,10 @@ def _log_eval(curves: dict[str, list[float]], record: dict[str, float | None]) -
 def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, start: int,
            batches: Iterator[Tensor], out: Path, curves: dict[str, list[float]], label: str,
            frozen: nn.Module | None = None, figures=None, monitor=None, checkpoint: str = "checkpoint.pt",
-           progress: bool = True, loss: GECO | None = None) -> int:
+           progress: bool = True, minimised: GECO | None = None) -> int:
     """Train ``module`` for up to ``steps`` steps; returns the number of steps taken.
     ``monitor(module)`` → metrics, logged as ``eval/*`` every ``config.eval_every`` steps.
-    ``loss`` is minimised (default ``objective``); checkpoints save ``objective``."""
+    ``minimised`` is the loss (default ``objective``); checkpoints save ``objective``."""
     model, guide = programs(module)
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     groups = _parameter_groups(module, frozen)
@@ -304,9 +296,9 @@ def _stage(module: nn.Module, objective: GECO, config: TrainConfig, steps: int, 
             module.scene_free_bits = scene_free_bits(step, start + steps, module.scene_dim,
                                                      start=config.scene_free_bits, end=config.scene_free_bits_final)
         x = next(batches).to(device)
-        value, logs = (loss or objective).compute(model, guide, x)
+        loss, logs = (minimised or objective).compute(model, guide, x)
         optimiser.zero_grad(set_to_none=True)
-        value.backward()
+        loss.backward()
         for group in groups:
             nn.utils.clip_grad_norm_(group, config.grad_clip)
         optimiser.step()
@@ -387,11 +379,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 # a frozen orderless model's ELBO terms are constants: the LOM's alone is
                 # minimised, under its own multiplier (saved with the full objective)
                 module.score_orderless = False
-                lom_only = lom_objective(objective)
+                lom_only = objective.restricted(OBS)
         try:
             steps = _stage(module, objective, config, config.steps, orderless_steps, batches, out, curves,
                            "LOM" if isinstance(module, LOM) else "orderless", frozen=frozen, figures=figures,
-                           monitor=monitor, progress=progress, loss=lom_only)
+                           monitor=monitor, progress=progress, minimised=lom_only)
         finally:
             if isinstance(module, LOM):
                 module.score_orderless = True

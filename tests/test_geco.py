@@ -62,6 +62,14 @@ def test_out_of_reach_goal_additive_beta_falls_like_one_over_t_multiplicative_to
     assert states["multiplicative"].beta.item() == pytest.approx(1e-10)
 
 
+def test_restricted_objective_shares_its_multipliers():
+    geco = GECO(LOMELBO(), {"x": -0.352, "x_orderless": -0.352})
+    part = geco.restricted("x")
+    assert set(part.states) == {"x"} and part.states["x"] is geco.states["x"]
+    with pytest.raises(ValueError, match=r"restricted\(\) names groups \['y'\]"):
+        geco.restricted("x", "y")
+
+
 def test_geco_state_dict_round_trip():
     state = GECOState(GECOConfig(goal=-0.352))
     for err in (10.0, 20.0):

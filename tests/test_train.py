@@ -66,13 +66,13 @@ def test_two_stage_training_freezes_the_orderless_model(tmp_path):
 def test_on_a_frozen_emorl_the_lom_objective_alone_gives_the_same_gradients():
     import pyro
 
-    from lom_pyro.train import lom_objective, programs
+    from lom_pyro.train import programs
 
     torch.manual_seed(0)
     lom, objective = build(config_from_preset("quickstart"))
     lom.orderless.requires_grad_(False)
     objective.eval()                              # no multiplier updates between the two runs
-    alone = lom_objective(objective).eval()
+    alone = objective.restricted("x").eval()
     assert alone.states["x"] is objective.states["x"]
     model, guide = programs(lom)
     x = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -157,6 +157,19 @@ class GECO(nn.Module):
     def beta(self, group: str) -> Tensor:
         return self.states[group].beta
 
+    def restricted(self, *groups: str) -> "GECO":
+        """The same objective over ``groups`` only, sharing their multipliers (their state
+        moves in ``self`` too): e.g. the LOM's part while a frozen orderless model's terms
+        are left out."""
+        unknown = set(groups) - set(self.states)
+        if unknown:
+            raise ValueError(f"restricted() names groups {sorted(unknown)} without goals here; "
+                             f"the goals are {sorted(self.states)}")
+        part = GECO(self.elbo, {g: self.states[g].config for g in groups})
+        for group in groups:
+            part.states[group] = self.states[group]
+        return part
+
     def compute(self, model, guide, *args, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss and a dict of 0-d tensors to log (no host sync): per group ``err/<g>``,
         ``kl/<g>``, ``beta/<g>``, and ``elbo`` (per example)."""
