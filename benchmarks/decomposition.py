@@ -50,7 +50,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 def child(name: str, args: argparse.Namespace) -> None:
     """Train one variant as the command line says."""
-    from lom_pyro.train import PRESETS, config_from_preset, train
+    from lom_pyro.training import PRESETS, config_from_preset, train
 
     overrides, orderless = VARIANTS[name]
     kwargs = {**PRESETS["quickstart"]["orderless_kwargs"], **orderless}

@@ -24,7 +24,8 @@ import pyro
 import torch
 
 from lom_pyro.sites import OBS
-from lom_pyro.train import build, config_from_preset, programs, training_batches
+from lom_pyro.models import programs
+from lom_pyro.training import TrainingBatches, build, config_from_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {"both ELBOs": (True, objective), "LOM ELBO alone": (False, objective.restricted(OBS))}
     optimiser = torch.optim.Adam([p for p in lom.parameters() if p.requires_grad], lr=1e-4, foreach=True)
     model, guide = programs(lom)
-    x = next(training_batches(config))
+    x = next(TrainingBatches(config))
 
     def step(name: str) -> float:
         lom.score_orderless, loss = variants[name]

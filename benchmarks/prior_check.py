@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro.evaluate import unit_frame
+from lom_pyro.assess import unit_frame
 from lom_pyro.metrics.structure import structure_accuracy
-from lom_pyro.train import held_out, load_trained
+from lom_pyro.training import held_out, load_trained
 
 
 @torch.no_grad()

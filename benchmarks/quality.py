@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro.evaluate import decomposition_metrics, sample_images
-from lom_pyro.train import config_from_preset, held_out, load_trained, train
+from lom_pyro.assess import decomposition_metrics, sample_images
+from lom_pyro.training import config_from_preset, held_out, load_trained, train
 from lom_pyro.viz import colour_masks, panel, plot_curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, help="default: the preset's")
     parser.add_argument("--eval-every", type=int, default=500, help="held-out ARI-FG / S-Acc every N steps")
     parser.add_argument("--report-only", action="store_true", help="re-read finished runs, train nothing")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier runs in --out")
     parser.add_argument("--lom-only", action="store_true",
                         help="train stage (a) again on the finished EMORL-alone run (e.g. after a LOM change)")
     args = parser.parse_args(argv)
@@ -85,11 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             alone = config_from_preset(args.preset, lom=False, max_minutes=args.orderless_minutes,
                                        out=str(out / "emorl_alone"), **common)
-            metrics_alone = train(alone)
+            metrics_alone = train(alone, overwrite=args.overwrite)
         lom_cfg = config_from_preset(args.preset, max_minutes=args.lom_minutes, out=str(out / "lom_emorl"),
                                      orderless_checkpoint=str(out / "emorl_alone" / "checkpoint.pt"),
                                      freeze_orderless=True, **common)
-        metrics_lom = train(lom_cfg)
+        metrics_lom = train(lom_cfg, overwrite=args.overwrite)
     runs = {"EMORL alone": "emorl_alone", "LOM-EMORL": "lom_emorl"}
     small = out / SMALL_DECODER_RUN
     metrics_small = finished(small) if (small / "metrics.json").exists() else None

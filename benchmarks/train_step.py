@@ -33,7 +33,8 @@ def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu") -
     import pyro
     import torch
 
-    from lom_pyro.train import config_from_preset, build, programs
+    from lom_pyro.models import programs
+    from lom_pyro.training import build, config_from_preset
 
     torch.set_num_threads(threads)
     pyro.enable_validation(False)

@@ -13,10 +13,12 @@ import sys
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("lom_pyro.train", "train a LOM (or an orderless model alone)"),
+    "train": ("lom_pyro.training.cli", "train a LOM (or an orderless model alone)"),
     "convert": ("lom_pyro.data.cli", "convert a dataset from its original format to lom_pyro HDF5"),
     "evaluate": ("lom_pyro.evaluate", "evaluate a checkpoint: metrics to eval.json and eval.md"),
     "visualize": ("lom_pyro.evaluate", "write sample, interpolation and retrieval figures"),
+    "sample": ("lom_pyro.evaluate", "the same figures from a pretrained model: lom-pyro sample --pretrained stacks32"),
+    "export": ("lom_pyro.training.export", "write a run's checkpoint as a pretrained model file"),
 }
 
 

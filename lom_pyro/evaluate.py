@@ -1,187 +1,25 @@
-"""Evaluation of a trained module: metrics and figures (§4, appendix A.5–A.7).
-
-:func:`evaluate_module` computes, on held-out scenes, the ARI-FG of the orderless and
-of the ordered (LOM) posterior, the test ELBO with its per-site terms, and — on
-procedural ``stacks`` — the structure accuracy of τ = 0.8 samples. Works for a
-:class:`~lom_pyro.LOM` and for an orderless model alone (the baseline), whose samples
-come from its independent slot prior.
+"""``lom-pyro evaluate`` and ``lom-pyro visualize``: a trained run's checkpoint → metrics
+(``eval.json``, ``eval.md``) and figures. Depends on training (to rebuild the run from its
+config) and on :mod:`lom_pyro.assess`; training never imports this module.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from lom_pyro.assess import CHUNK, evaluate_module, sample_images, unit_frame, write_figure
 from lom_pyro.models.lom import LOM
 
-__all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write_figure", "unit_frame",
-           "sample_images", "reconstructions", "dci_of_slots", "visualize", "markdown_table", "configure_evaluate",
-           "run_evaluate", "configure_visualize", "run_visualize"]
-
-_CHUNK = 64
+__all__ = ["dci_of_slots", "visualize", "markdown_table", "configure_evaluate", "run_evaluate",
+           "configure_visualize", "run_visualize",
+           "configure_sample", "run_sample"]
 
 
-@contextmanager
-def evaluation_mode(module: nn.Module):
-    """``module.eval()`` for the block, then the mode it had before."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
-def _orderless(module: nn.Module) -> nn.Module:
-    return module.orderless if isinstance(module, LOM) else module
-
-
-def unit_frame(module: nn.Module, images: Tensor) -> Tensor:
-    """Map images from the module's observation frame to [0, 1] for metrics and figures."""
-    observe = getattr(_orderless(module), "observation", None)
-    if observe is None:
-        lo, hi = -1.0, 1.0
-    else:
-        ends = observe(torch.tensor([-1.0, 1.0], device=images.device, dtype=images.dtype))
-        lo, hi = float(ends[0]), float(ends[1])
-    return ((images - lo) / (hi - lo)).clamp(0.0, 1.0)
-
-
-@torch.no_grad()
-def sample_images(module: nn.Module, n: int, temperature: float = 0.8) -> tuple[Tensor, Tensor]:
-    """``n`` unconditional samples in [0, 1] and their masks ``(n, K, H, W)``. An orderless
-    model alone samples each slot from its independent prior ``N(0, τ² I)``."""
-    if isinstance(module, LOM):
-        out = module.sample(n, temperature)
-        images, masks = out.images, out.masks
-    else:
-        ref = next(module.parameters())
-        z = temperature * torch.randn(n, module.num_slots, module.slot_dim, device=ref.device, dtype=ref.dtype)
-        rgb, logits = module.decode(z)
-        masks = logits.softmax(dim=1)
-        images = (masks * rgb).sum(1)
-    return unit_frame(module, images), masks.squeeze(2)
-
-
-@torch.no_grad()
-def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
-    """Reconstructions in [0, 1] and masks ``(B, K, H, W)`` of the orderless posterior
-    means (``"orderless"``) and, for a LOM, of the ordered posterior means (``"lom"``)."""
-    from pyro import poutine
-
-    from lom_pyro.orderless.base import make_plates
-
-    orderless = _orderless(module)
-    with poutine.block():
-        posterior = orderless.guide(x, make_plates(x.shape[0], orderless.num_slots))
-    rgb, logits = orderless.decode(posterior.loc)
-    masks = logits.softmax(dim=1)
-    out = {"orderless": (unit_frame(module, (masks * rgb).sum(1)), masks.squeeze(2))}
-    if isinstance(module, LOM):
-        lom = module.reconstruct(x)
-        out["lom"] = (unit_frame(module, lom.images), lom.masks.squeeze(2))
-    return out
-
-
-@torch.no_grad()
-def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset: str,
-                    temperature: float = 0.8) -> dict[str, Any]:
-    """Metrics on held-out scenes; see the module docstring.
-
-    :param evaluation: ``images (N, 3, H, W)`` in [-1, 1], ``masks (N, K, H, W)`` and
-        ``background`` channel indices.
-    """
-    from lom_pyro.train import programs
-
-    device = next(module.parameters()).device
-    images = evaluation["images"]
-    terms: dict[str, list[Tensor]] = {}
-    model, guide = programs(module)
-    with evaluation_mode(module):
-        for start in range(0, images.shape[0], _CHUNK):
-            x = images[start:start + _CHUNK].to(device)
-            for site, term in elbo.terms(model, guide, x).items():
-                terms.setdefault(f"{term.kind}/{site}", []).append(term.raw)
-    metrics: dict[str, Any] = {"dataset": dataset, "eval_scenes": int(images.shape[0])}
-    metrics.update(decomposition_metrics(module, evaluation, dataset, temperature))
-    per_site = {k: float(torch.cat(v).mean()) for k, v in terms.items()}
-    metrics["test_terms_per_image"] = per_site
-    # the training objective's ELBO: the LOM's plus EMORL's iteration-weighted terms
-    metrics["test_objective_elbo_per_image"] = sum(v if k.startswith("loglik") else -v for k, v in per_site.items())
-    if isinstance(module, LOM):
-        kl = per_site[f"kl/{LOM.SCENE}"] + per_site[f"kl/{LOM.SLOTS}"]
-        metrics["test_lom_kl_per_image"] = kl                      # the paper's test KL
-        metrics["test_lom_elbo_per_image"] = per_site[f"loglik/{LOM.OBS}"] - kl
-    if dataset == "stacks":
-        from lom_pyro.metrics.structure import structure_accuracy
-
-        metrics["structure_accuracy_data"] = structure_accuracy(((images + 1) / 2).cpu(), value_range=(0.0, 1.0))
-        metrics["sample_temperature"] = temperature
-    return metrics
-
-
-@torch.no_grad()
-def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset: str | None = None,
-                          temperature: float = 0.8) -> dict[str, float | None]:
-    """ARI-FG of the orderless posterior (``ari_fg_orderless``) and, for a LOM, of the
-    ordered one (``ari_fg_lom``) on the held-out scenes (None where no scene has a
-    foreground); on procedural ``stacks`` also the structure accuracy of as many
-    τ-samples (``structure_accuracy_samples``) and of the posterior-mean reconstructions
-    (``structure_accuracy_recon_<name>``): a decoder whose reconstructions of real stacks
-    fail the judge cannot draw samples that pass it, so the latter bound the former.
-    The periodic check during training and :func:`evaluate_module` both use it."""
-    from lom_pyro.metrics.ari import ari_fg
-    from lom_pyro.metrics.structure import structure_accuracy, structure_flags
-
-    device = next(module.parameters()).device
-    images, true_masks = evaluation["images"], evaluation["masks"]
-    ari: dict[str, list[Tensor]] = {}
-    structured: dict[str, list[np.ndarray]] = {}
-    with evaluation_mode(module):
-        for start in range(0, images.shape[0], _CHUNK):
-            x = images[start:start + _CHUNK].to(device)
-            truth = true_masks[start:start + _CHUNK].to(device)
-            for name, (recon, masks) in reconstructions(module, x).items():
-                ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
-                if dataset == "stacks":
-                    structured.setdefault(name, []).append(structure_flags(recon.cpu(), value_range=(0.0, 1.0)))
-        metrics: dict[str, float | None] = {}
-        for name, values in ari.items():
-            v = torch.cat(values)
-            metrics[f"ari_fg_{name}"] = float(v[~v.isnan()].mean()) if (~v.isnan()).any() else None
-        if dataset == "stacks":
-            for name, flags in structured.items():
-                metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
-            samples, _ = sample_images(module, images.shape[0], temperature)
-            metrics["structure_accuracy_samples"] = structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
-    return metrics
-
-
-@torch.no_grad()
-def write_figure(module: nn.Module, x: Tensor, path: str | Path, temperature: float = 0.8) -> Path:
-    """One PNG: inputs, reconstructions and segmentations (masks coloured by slot index)
-    of both posteriors, and τ = 0.8 samples with their masks."""
-    from lom_pyro.viz import colour_masks, panel
-
-    rows: dict[str, Tensor] = {"input": ((x + 1) / 2).clamp(0, 1)}
-    with evaluation_mode(module):
-        for name, (rec, masks) in reconstructions(module, x).items():
-            rows[f"{name} recon"] = rec
-            rows[f"{name} masks"] = colour_masks(masks)
-        samples, masks = sample_images(module, x.shape[0], temperature)
-    rows[f"samples t={temperature}"] = samples
-    rows["sample masks"] = colour_masks(masks)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    panel({k: v.cpu() for k, v in rows.items()}, path, scale=2)
-    return Path(path)
-
-
-# -- lom-pyro evaluate ------------------------------------------------------------------------
 _DISCRETE_FACTORS = {"shape", "material", "color", "colour", "size", "level"}
 
 
@@ -203,12 +41,12 @@ def dci_of_slots(module: LOM, evaluation: dict[str, Any]) -> dict[str, Any]:
     columns = [evaluation["factor_names"].index(n) for n in names]
     device = next(module.parameters()).device
     codes, factors = [], []
-    for start in range(0, evaluation["images"].shape[0], _CHUNK):
-        x = evaluation["images"][start:start + _CHUNK].to(device)
+    for start in range(0, evaluation["images"].shape[0], CHUNK):
+        x = evaluation["images"][start:start + CHUNK].to(device)
         rec = module.reconstruct(x)
-        truth = evaluation["masks"][start:start + _CHUNK]
+        truth = evaluation["masks"][start:start + CHUNK]
         assignment = match_slots_to_objects(rec.masks.squeeze(2).cpu(), truth, background_channels=evaluation["background"])
-        c, f = matched_pairs(rec.z.cpu(), evaluation["factors"][start:start + _CHUNK][..., columns], assignment)
+        c, f = matched_pairs(rec.z.cpu(), evaluation["factors"][start:start + CHUNK][..., columns], assignment)
         codes.append(c)
         factors.append(f)
     codes_t, factors_t = torch.cat(codes), torch.cat(factors)
@@ -258,13 +96,14 @@ def run_evaluate(args) -> int:
 
     from lom_pyro.checkpoint import CheckpointError
     from lom_pyro.infer.iwae import iwae_bound
-    from lom_pyro.train import held_out, load_trained, programs
+    from lom_pyro.models import programs
+    from lom_pyro.training import held_out, load_trained
 
     try:
         module, config = load_trained(args.checkpoint, args.device)
     except (CheckpointError, ValueError) as err:
-        print(f"lom-pyro evaluate: {err}")
-        return 1
+        print(f"lom-pyro evaluate: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
     config = _evaluation_config(config, args.data, args.n)
@@ -317,13 +156,15 @@ def markdown_table(metrics: dict[str, Any], prefix: str = "") -> str:
 
 # -- lom-pyro visualize -----------------------------------------------------------------------
 def configure_visualize(parser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt written by lom-pyro train")
+    parser.add_argument("checkpoint", nargs="?", help="checkpoint.pt written by lom-pyro train")
+    parser.add_argument("--pretrained", metavar="NAME", help="a shipped pretrained model (e.g. stacks32) or a file "
+                        "written by lom-pyro export, instead of a checkpoint")
     parser.add_argument("--data", help="HDF5 file or procedural name (default: the run's dataset)")
     parser.add_argument("--n", type=int, default=8, help="images per row")
     parser.add_argument("--database", type=int, default=512, help="scenes in the retrieval database")
     parser.add_argument("--pca", type=int, default=6, help="PCA dimension of the retrieval scene space")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="folder for the figures (default: <checkpoint folder>/figures)")
+    parser.add_argument("--out", help="folder for the figures (default: <checkpoint folder>/visualize)")
     parser.add_argument("--device", default="cpu")
 
 
@@ -355,7 +196,7 @@ def visualize(module: LOM, evaluation: dict[str, Any], out: Path, n: int = 8, pc
     written += [out / "slerp.png", out / "slerp.gif"]
     # retrieval: database of (s, z) posterior means, query = first held-out scene, re-rank by its slot 0
     db_images = evaluation["images"]
-    encs = [module.encode(db_images[i:i + _CHUNK].to(device)) for i in range(0, db_images.shape[0], _CHUNK)]
+    encs = [module.encode(db_images[i:i + CHUNK].to(device)) for i in range(0, db_images.shape[0], CHUNK)]
     s = torch.cat([e.scene_loc for e in encs]).cpu()
     z = torch.cat([e.slots_loc for e in encs]).cpu()
     database = SceneDatabase(s[1:], z[1:], n_components=min(pca, s.shape[0] - 1, s.shape[1]))
@@ -369,21 +210,41 @@ def visualize(module: LOM, evaluation: dict[str, Any], out: Path, n: int = 8, pc
     return written
 
 
+def _load_for_figures(args):
+    """The module and its training config, from ``--pretrained`` or a checkpoint."""
+    from lom_pyro.training.build import config_of, load_trained
+
+    if args.pretrained:
+        from lom_pyro.models.pretrained import load_pretrained
+
+        module, info = load_pretrained(args.pretrained, args.device)
+        return module, config_of(info, args.pretrained)
+    if not args.checkpoint:
+        raise ValueError("give a checkpoint or --pretrained NAME")
+    return load_trained(args.checkpoint, args.device)
+
+
 def run_visualize(args) -> int:
     from lom_pyro.checkpoint import CheckpointError
-    from lom_pyro.train import held_out, load_trained
+    from lom_pyro.training import held_out
 
+    command = f"lom-pyro {args.command}"
     try:
-        module, config = load_trained(args.checkpoint, args.device)
+        module, config = _load_for_figures(args)
+        if not isinstance(module, LOM):
+            raise ValueError("the checkpoint holds an orderless model alone; these figures need a LOM")
+        if not (args.out or args.checkpoint):
+            raise ValueError("give --out DIR for the figures of a pretrained model")
     except (CheckpointError, ValueError) as err:
-        print(f"lom-pyro visualize: {err}")
-        return 1
-    if not isinstance(module, LOM):
-        print("lom-pyro visualize: the checkpoint holds an orderless model alone; figures need a LOM")
-        return 1
+        print(f"{command}: {err}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     config = _evaluation_config(config, args.data, args.database)
-    out = Path(args.out or Path(args.checkpoint).parent / "figures")
+    out = Path(args.out or Path(args.checkpoint).parent / "visualize")
     for path in visualize(module, held_out(config), out, n=args.n, pca=args.pca):
         print(f"wrote {path}")
     return 0
+
+
+#: ``lom-pyro sample`` is ``visualize`` under the name a user of a pretrained model looks for
+configure_sample, run_sample = configure_visualize, run_visualize

@@ -17,7 +17,7 @@ from lom_pyro.metrics.ari import ari_fg
 from lom_pyro.orderless.base import make_plates, standalone
 from lom_pyro.orderless.emorl import EMORL
 from lom_pyro.sites import OBS, ORDERLESS_OBS
-from lom_pyro.train import config_from_preset, load_trained, train
+from lom_pyro.training import config_from_preset, load_trained, train
 
 # LOM_TEST_DEVICE=cpu runs the same code CPU against CPU (a check of the tests themselves)
 DEVICE = os.environ.get("LOM_TEST_DEVICE", "cuda")

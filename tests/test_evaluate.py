@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from lom_pyro import LOM, LOMELBO
-from lom_pyro.evaluate import evaluate_module, markdown_table, visualize
+from lom_pyro.assess import evaluate_module
+from lom_pyro.evaluate import markdown_table, visualize
 from lom_pyro.infer.iwae import iwae_bound, log_weights
 from lom_pyro.orderless.base import SlotPosterior
 from lom_pyro.sites import OBJECTS, OBS, SCENE
@@ -92,7 +93,7 @@ class PixelCopy(ToyOrderless):
 def test_structure_accuracy_of_reconstructions(blur, expected):
     """The ceiling on sample S-Acc: exact reconstructions of stacks pass, blurred ones fail."""
     from lom_pyro.data.procedural import generate
-    from lom_pyro.evaluate import decomposition_metrics
+    from lom_pyro.assess import decomposition_metrics
 
     scenes = generate("stacks", 8, 32, seed=4)
     evaluation = {"images": torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1,

@@ -7,7 +7,7 @@ import torch
 
 from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lom_pyro.cli import main
-from lom_pyro.train import TrainConfig, build, config_from_preset, load_trained
+from lom_pyro.training import TrainConfig, build, config_from_preset, load_trained
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_two_stage_training_freezes_the_orderless_model(tmp_path):
 def test_on_a_frozen_emorl_the_lom_objective_alone_gives_the_same_gradients():
     import pyro
 
-    from lom_pyro.train import programs
+    from lom_pyro.models import programs
 
     torch.manual_seed(0)
     lom, objective = build(config_from_preset("quickstart"))
@@ -94,7 +94,7 @@ def test_on_a_frozen_emorl_the_lom_objective_alone_gives_the_same_gradients():
 
 def test_bad_config_and_checkpoint(tmp_path, capsys):
     assert main(["train", "--preset", "quickstart", "--steps", "0", "--out", str(tmp_path)]) == 2
-    assert "steps must be >= 1" in capsys.readouterr().out
+    assert "steps must be >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="preset must be one of"):
         config_from_preset("nope")
     with pytest.raises(ValueError, match="orderless must be one of"):
@@ -135,7 +135,7 @@ def test_checkpoint_is_atomic_and_refuses_pickled_code(tmp_path):
 
 def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
     from lom_pyro.priors import MixtureScenePrior
-    from lom_pyro.train import _parameter_groups
+    from lom_pyro.training import parameter_groups as _parameter_groups
 
     config = config_from_preset("quickstart", scene_prior="mixture", scene_prior_components=3)
     lom, _ = build(config)
@@ -148,7 +148,7 @@ def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
 
 
 def test_periodic_evaluation_logs_aligned_columns_across_two_stages(tmp_path):
-    from lom_pyro.train import train
+    from lom_pyro.training import train
 
     config = config_from_preset("quickstart", steps=3, orderless_steps=3, batch_size=2, eval_scenes=4,
                                 eval_every=2, eval_every_scenes=4, figure_every=10, threads=1,

@@ -90,7 +90,7 @@ SHAPE_NAMES: dict[str, tuple[str, ...]] = {
 #: scenes per random stream; fixed, since it defines which scene a seed gives
 CHUNK_SIZE = 64
 
-_MIN_SIZE = 32
+MIN_IMAGE_SIZE = 32
 _MAX_BLOCKS = 4
 _SHADING = 0.1  # blocks darken by up to 10 % from left to right (light from the left)
 
@@ -479,8 +479,8 @@ _GENERATORS = {"stacks": _stacks, "room": _room, "sprites": _sprites}
 def _check(name: str, image_size: int, seed: int) -> None:
     if name not in DATASETS:
         raise ValueError(f"name: expected one of {DATASETS}, got {name!r}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < _MIN_SIZE:
-        raise ValueError(f"image_size: expected an int >= {_MIN_SIZE}, got {image_size!r}")
+    if not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size: expected an int >= {MIN_IMAGE_SIZE}, got {image_size!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
 
@@ -537,6 +537,8 @@ class ProceduralDataset(IterableDataset):
     :param seed: non-negative seed.
     :param value_range: ``(low, high)`` that pixel values 0 and 255 map to.
     :param n: total number of scenes, or ``None`` for an endless stream.
+    :param start: skip the stream's first ``start`` scenes (a resumed run continues where
+        it stopped; only whole chunks before ``start`` are skipped without being drawn).
 
     Each item is ``{"image": float32 (3, H, W), "masks": uint8 (K, H, W)}``.
 
@@ -552,11 +554,14 @@ class ProceduralDataset(IterableDataset):
         seed: int = 0,
         value_range: tuple[float, float] = (-1.0, 1.0),
         n: int | None = None,
+        start: int = 0,
     ) -> None:
         super().__init__()
         _check(name, image_size, seed)
         if n is not None and (not isinstance(n, (int, np.integer)) or n < 0):
             raise ValueError(f"n: expected None or a non-negative int, got {n!r}")
+        if not isinstance(start, (int, np.integer)) or start < 0:
+            raise ValueError(f"start: expected a non-negative int, got {start!r}")
         if len(value_range) != 2 or not float(value_range[0]) < float(value_range[1]):
             raise ValueError(f"value_range: expected (low, high) with low < high, got {value_range!r}")
         self.name = name
@@ -564,23 +569,25 @@ class ProceduralDataset(IterableDataset):
         self.seed = int(seed)
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.n = None if n is None else int(n)
+        self.start = int(start)
 
     def __len__(self) -> int:
         if self.n is None:
             raise TypeError("an endless ProceduralDataset (n=None) has no length")
-        return self.n
+        return max(0, self.n - self.start)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         low, high = self.value_range
-        index = worker
+        first, skip = divmod(self.start, CHUNK_SIZE)
+        index = first + worker
         while self.n is None or index * CHUNK_SIZE < self.n:
             count = CHUNK_SIZE if self.n is None else min(CHUNK_SIZE, self.n - index * CHUNK_SIZE)
             scenes = _chunk(self.name, self.image_size, self.seed, index, count)
             images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float()
             images = images.mul_((high - low) / 255.0).add_(low)  # (count, 3, H, W)
             masks = torch.from_numpy(scenes.masks)
-            for i in range(count):
+            for i in range(skip if index == first else 0, count):
                 yield {"image": images[i], "masks": masks[i]}
             index += workers

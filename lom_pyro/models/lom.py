@@ -166,6 +166,19 @@ class LOM(PyroModule):
                                    self.scale_head]))
         self.decoder = decoder if decoder is not None else orderless.make_decoder()
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "stacks32", device: str = "cpu") -> LOM:
+        """A trained LOM shipped with the package (``lom_pyro.models.pretrained.available()``)
+        or from a file written by ``lom-pyro export``; in eval mode. Its training config,
+        step count and metrics are in ``lom.pretrained_info``."""
+        from lom_pyro.models.pretrained import load_pretrained
+
+        module, info = load_pretrained(name_or_path, device)
+        if not isinstance(module, cls):
+            raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, not a {cls.__name__}")
+        module.pretrained_info = info
+        return module
+
     # -- deterministic pieces --------------------------------------------------------------
     def prior_slots(self, s: Tensor) -> tuple[Tensor, Tensor]:
         """``p_θ(z | h = f_θ(s))``: loc and scale ``(B, K, Dz)`` for ``s (B, Ds)`` (§3.1)."""

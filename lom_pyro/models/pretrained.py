@@ -1,0 +1,68 @@
+"""Pretrained models shipped inside the package (``lom_pyro/pretrained/<name>.pt``) or
+given as a file: weights, the :class:`~lom_pyro.models.assemble.Architecture` they fit,
+and where they came from (the training config, step count and the metrics reached).
+
+A pretrained file is a checkpoint (atomic write, ``weights_only=True`` load) written by
+``lom-pyro export``, never by hand: ``{"architecture", "model", "info"}``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lom_pyro.models.assemble import Architecture, assemble
+
+__all__ = ["PRETRAINED_DIR", "available", "load_pretrained", "save_pretrained", "pretrained_path"]
+
+#: where the package's own pretrained models live
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+MAX_BYTES = 20 * 2**20   # what we ship stays small
+
+
+def available() -> list[str]:
+    """Names of the pretrained models shipped with this installation."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def pretrained_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped model's file by name (``"stacks32"``), or the given path to a file."""
+    path = Path(name_or_path)
+    if path.suffix == ".pt" or path.exists():
+        return path
+    shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
+    if not shipped.is_file():
+        names = ", ".join(available()) or "none in this installation"
+        raise ValueError(f"pretrained model {str(name_or_path)!r}: not a file and not a shipped name ({names})")
+    return shipped
+
+
+def load_pretrained(name_or_path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The module (in eval mode) and its ``info`` (training config, steps, metrics)."""
+    path = pretrained_path(name_or_path)
+    payload = load_checkpoint(path, map_location=device)
+    if not {"architecture", "model"} <= set(payload):
+        raise CheckpointError(f"{path}: not a pretrained model (a training checkpoint? use load_trained for those)")
+    try:
+        module = assemble(Architecture(**payload["architecture"]))
+        module.load_state_dict(payload["model"])
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its weights do not fit its architecture ({str(err).splitlines()[0]})") from None
+    return module.to(device).eval(), payload.get("info", {})
+
+
+def save_pretrained(path: str | os.PathLike, module: nn.Module, architecture: Architecture,
+                    info: dict[str, Any]) -> Path:
+    """Write the weights (float32, no optimiser state) with their architecture and ``info``;
+    refuses a file over 20 MB, which would not be shipped."""
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    path = save_checkpoint(path, {"architecture": architecture.as_dict(), "model": state, "info": info})
+    if path.stat().st_size > MAX_BYTES:
+        size = path.stat().st_size / 2**20
+        path.unlink()
+        raise ValueError(f"{path}: {size:.1f} MB is over the {MAX_BYTES // 2**20} MB a shipped model may take")
+    return path

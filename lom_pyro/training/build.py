@@ -1,0 +1,134 @@
+"""From a config to modules: the trained module, its objective, its optimiser groups,
+and modules rebuilt from checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from torch import Tensor, nn
+
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint
+from lom_pyro.infer import GECO, LOMELBO, GECOConfig
+from lom_pyro.models.assemble import Architecture, assemble
+from lom_pyro.models.lom import LOM
+from lom_pyro.sites import OBS, ORDERLESS_OBS
+from lom_pyro.training.config import TrainConfig
+
+#: the ``stage`` of a checkpoint written while fitting the orderless model alone (stage 1)
+ORDERLESS_STAGE = "orderless"
+MAIN_STAGE = "main"
+
+__all__ = ["architecture", "build", "parameter_groups", "load_orderless", "load_initial_weights", "load_trained",
+           "config_of"]
+
+
+def _check_goal(name: str, goal: float, sigma: float | None) -> None:
+    """A goal at or below ``log σ`` — the unnormalised error per pixel·channel of a perfect
+    reconstruction — can never be met: GECO would drive the KL weight to its floor."""
+    if sigma is not None and goal <= math.log(sigma):
+        raise ValueError(f"{name}={goal} cannot be reached: with sigma={sigma} even a perfect reconstruction "
+                         f"has an error of log(sigma) = {math.log(sigma):.3f} per pixel and channel")
+
+
+def architecture(config: TrainConfig) -> Architecture:
+    """The module part of a config."""
+    return Architecture(orderless=config.orderless, image_size=config.image_size,
+                        orderless_kwargs=config.orderless_kwargs, lom=config.lom, lom_kwargs=config.lom_kwargs,
+                        lom_decoder=config.lom_decoder, scene_prior=config.scene_prior,
+                        scene_prior_components=config.scene_prior_components)
+
+
+def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
+    """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
+    module = assemble(architecture(config))
+    orderless = module.orderless if isinstance(module, LOM) else module
+    _check_goal("orderless_goal", config.orderless_goal, getattr(orderless, "sigma", None))
+    geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
+    # the orderless model's own GECO form where it has one (EMORL's), else the core's
+    own_form = getattr(orderless, "geco_config", None)
+    goals = {ORDERLESS_OBS: own_form(config.orderless_goal, **geco) if own_form
+             else GECOConfig(goal=config.orderless_goal, beta_max=1.0, **geco)}
+    if isinstance(module, LOM):
+        _check_goal("goal", config.goal, module.sigma)
+        # A.4.2: LOM-EMORL runs EMORL's GECO code for the LOM's constraint too (its additive
+        # update: β falls like 1/t while the goal is unmet); "genesis" is the multiplicative
+        # form. Either way β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met.
+        if config.lom_geco == "orderless" and own_form:
+            goals[OBS] = own_form(config.goal, **geco)
+        else:
+            goals[OBS] = GECOConfig(goal=config.goal, beta_max=1.0, **geco)
+    return module, GECO(LOMELBO(), goals)
+
+
+def parameter_groups(module: nn.Module, frozen: nn.Module | None) -> list[list[nn.Parameter]]:
+    """The orderless model's trainable parameters and the LOM's own, as separate groups:
+    each is clipped on its own, so the LOM's gradient norm never rescales the orderless
+    update (its decomposition stays unbiased, §3.3)."""
+    skip = {id(p) for p in frozen.parameters()} if frozen is not None else set()
+    inner = {id(p) for p in module.orderless.parameters()} if isinstance(module, LOM) else set()
+    own = [p for p in module.parameters() if p.requires_grad and id(p) not in skip]
+    groups = [[p for p in own if id(p) in inner], [p for p in own if id(p) not in inner]]
+    return [g for g in groups if g]
+
+
+def _weights_for(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """Load ``state`` into ``module``; an orderless model takes the ``orderless.`` part of a
+    LOM's weights. A mismatch is one sentence naming ``source``."""
+    if not isinstance(module, LOM) and any(k.startswith("orderless.") for k in state):
+        state = {k[len("orderless."):]: v for k, v in state.items() if k.startswith("orderless.")}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{source}: its weights do not fit this model ({str(err).splitlines()[0]})") from None
+
+
+def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
+    """Load orderless weights from a checkpoint of an orderless-alone or a LOM run.
+
+    :return: that run's GECO state of the orderless constraint (empty if it had none)."""
+    payload = load_checkpoint(path)
+    prefix = f"states.{ORDERLESS_OBS}."
+    geco = {k[len(prefix):]: v for k, v in payload.get("objective", {}).items() if k.startswith(prefix)}
+    _weights_for(orderless, _field(payload, "model", path), f"--orderless-checkpoint {path}")
+    return geco
+
+
+def load_initial_weights(module: nn.Module, source: str) -> None:
+    """Start from trained weights (``init_from``): a shipped pretrained name such as
+    ``stacks32``, a file written by ``lom-pyro export``, or a training checkpoint."""
+    from lom_pyro.models.pretrained import pretrained_path
+
+    path = pretrained_path(source)
+    _weights_for(module, _field(load_checkpoint(path), "model", str(path)), f"--init-from {source}")
+
+
+def _field(payload: dict[str, Any], key: str, path: str) -> Any:
+    if key not in payload:
+        raise CheckpointError(f"checkpoint {path}: has no {key!r} entry (not written by lom-pyro train?)")
+    return payload[key]
+
+
+def config_of(payload: dict[str, Any], path: str) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint was written with (one clear error if it has none
+    or one this version cannot read)."""
+    try:
+        return TrainConfig(**_field(payload, "config", path))
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint {path}: its config does not fit this version of lom_pyro ({err})") from None
+
+
+def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the trained module of a checkpoint written by :func:`~lom_pyro.training.train`."""
+    payload = load_checkpoint(path, map_location=device)
+    config = config_of(payload, path)
+    if payload.get("stage") == ORDERLESS_STAGE:   # stage 1 of a two-stage run: the orderless model alone
+        config = dataclasses.replace(config, lom=False)
+    module, _ = build(config)
+    try:
+        module.load_state_dict(_field(payload, "model", path))
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model of its own config "
+                              f"({str(err).splitlines()[0]})") from None
+    return module.to(device).eval(), config

@@ -1,0 +1,94 @@
+"""``lom-pyro train``: one flag per :class:`TrainConfig` field (with its help text), plus
+``--config FILE.toml``, ``--resume DIR`` and ``--overwrite``. Precedence: preset, then the
+file, then single flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from typing import Any
+
+from lom_pyro.models.assemble import ORDERLESS_CLASSES
+from lom_pyro.training.config import HELP, PRESETS, TrainConfig, config_from_preset, read_config_file
+
+__all__ = ["configure", "run"]
+
+# the presets' own flags and the ones with a fixed set of values
+_CHOICES = {"orderless": tuple(ORDERLESS_CLASSES), "scene_prior": ("normal", "mixture"), "lom_geco": ("orderless", "genesis")}
+_RUN_FLAGS = ("command", "preset", "config", "resume", "overwrite", "debug")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _flag_type(hint: Any):
+    """The argparse type of a field's annotation (``X | None`` → ``X``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    base = hint
+    if typing.get_origin(base) is dict:
+        return _json_object
+    return base
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="named setting the other options start from (default: quickstart)")
+    parser.add_argument("--config", metavar="FILE.toml", help="options from a TOML file (keys as the flags, "
+                        "with underscores); single flags override it")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in --out")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "preset":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _flag_type(hints[f.name])
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[f.name])
+        else:
+            parser.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(f.name), help=HELP[f.name])
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS and v is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from lom_pyro.checkpoint import CheckpointError
+    from lom_pyro.training.loop import resume, train
+
+    try:
+        if args.resume:
+            if args.config or args.overwrite:
+                raise ValueError("--resume continues a run as it was configured: it takes no --config or --overwrite")
+            result = resume(args.resume, **_flags(args))
+        else:
+            from_file = read_config_file(args.config) if args.config else {}
+            preset = args.preset or from_file.get("preset", "quickstart")
+            from_file.pop("preset", None)
+            config = config_from_preset(preset, **{**from_file, **_flags(args)})
+            result = train(config, overwrite=args.overwrite)
+    except (ValueError, CheckpointError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"lom-pyro train: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    if "stopped" in result:
+        print(f"lom-pyro train: {result['stopped']}", file=sys.stderr)
+        return 3
+    print(f"wrote {args.resume or config.out}/metrics.json, checkpoint.pt and figures/")
+    return 0

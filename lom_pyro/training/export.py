@@ -1,0 +1,54 @@
+"""``lom-pyro export``: a training checkpoint → a pretrained file (weights, architecture,
+provenance), e.g. the package's own ``lom_pyro/pretrained/stacks32.pt``. The shipped
+weights are always produced by this command, never edited by hand."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["export", "configure", "run"]
+
+
+def export(checkpoint: str | Path, destination: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+    """Write the module of a training ``checkpoint`` as a pretrained file. ``info`` holds
+    the run's config, its step count and ``metrics`` (default: the run's ``metrics.json``)."""
+    from lom_pyro.checkpoint import load_checkpoint
+    from lom_pyro.models.pretrained import save_pretrained
+    from lom_pyro.training.build import architecture, load_trained
+
+    module, config = load_trained(str(checkpoint))
+    payload = load_checkpoint(checkpoint)
+    if metrics is None:
+        run_metrics = Path(checkpoint).parent / "metrics.json"
+        metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
+    info = {"config": payload["config"], "step": int(payload["step"]), "metrics": metrics,
+            "source": Path(checkpoint).name, "exported": time.strftime("%Y-%m-%d")}
+    return save_pretrained(destination, module, architecture(config), info)
+
+
+def configure(parser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt of a run of lom-pyro train")
+    parser.add_argument("destination", help="a name to ship inside the package (e.g. stacks32) or a .pt file")
+    parser.add_argument("--metrics", metavar="FILE.json", help="metrics to record with the weights "
+                        "(default: the run's metrics.json)")
+
+
+def run(args) -> int:
+    from lom_pyro.checkpoint import CheckpointError
+    from lom_pyro.models.pretrained import PRETRAINED_DIR
+
+    destination = Path(args.destination)
+    if destination.suffix != ".pt":
+        destination = PRETRAINED_DIR / f"{args.destination}.pt"
+    try:
+        metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+        path = export(args.checkpoint, destination, metrics)
+    except (CheckpointError, ValueError, OSError) as err:
+        print(f"lom-pyro export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0

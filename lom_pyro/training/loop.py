@@ -1,0 +1,356 @@
+"""The training loop: :func:`train` and :func:`resume` (§3.3, appendix A.3–A.4).
+
+One loop serves LOM-EMORL and the "EMORL alone" baseline: a plain torch Adam over the
+module's parameters minimising :class:`~lom_pyro.infer.GECO` over
+:class:`~lom_pyro.infer.LOMELBO` (``SVI`` is a single-device convenience; a torch
+optimiser is what DDP needs, pyro-notes). Two-stage training — fit the orderless model
+first (or load it), then the LOM on its frozen posterior — is the same objective on a
+schedule: the LOM terms already send no gradient into the orderless model.
+
+Outputs in ``config.out``: ``config.json``; ``log.jsonl`` (scalars as they come);
+``checkpoint.pt`` and ``checkpoints/`` (every ``checkpoint_every`` steps, at the end and
+when stopped; see :mod:`lom_pyro.training.state`); ``orderless.pt`` after stage 1 of a
+two-stage run (usable as ``orderless_checkpoint``); ``figures/step_*.png`` (inputs,
+reconstructions, segmentations coloured by slot index, τ = 0.8 samples); and at the end
+``metrics.json``, ``curves.json``, ``curves.png``.
+
+A run stops early — with a checkpoint, and ``--resume`` continues it — on SIGINT/SIGTERM,
+after ``max_bad_steps`` non-finite losses in a row, or at ``stop_at``. Figures and held-out
+checks draw from a forked RNG, so how often they run never changes the training itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lom_pyro.infer import GECO
+from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
+from lom_pyro.models.lom import LOM
+from lom_pyro.models.programs import programs
+from lom_pyro.sites import OBS, ORDERLESS_OBS
+from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, load_initial_weights, load_orderless,
+                                     parameter_groups)
+from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig
+from lom_pyro.training.data import TrainingBatches, check_data, held_out
+from lom_pyro.training.log import RunLog
+from lom_pyro.training.state import RunFolder, rng_state, set_rng_state
+
+__all__ = ["train", "resume", "Stopped"]
+
+LOG_EVERY = 10  # one host sync every 10 steps for the scalars
+
+
+class Stopped(Exception):
+    """Raised inside the loop to end a run early, with a checkpoint of ``step`` steps."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the stages of one run share."""
+
+    config: TrainConfig
+    module: nn.Module
+    objective: GECO
+    folder: RunFolder
+    log: RunLog
+    batches: TrainingBatches
+    figures: Callable[[nn.Module, Path], Any]
+    monitor: Callable[[nn.Module], dict[str, Any]]
+    progress: bool
+    stop_at: int | None
+    signalled: threading.Event
+    steps_taken: int = 0  # in this process: a failure before the first step leaves no files
+
+    def save(self, stage: str, stage_step: int, step: int, optimiser: torch.optim.Optimizer) -> None:
+        self.folder.save({"config": dataclasses.asdict(self.config), "model": self.module.state_dict(),
+                          "objective": self.objective.state_dict(), "optimiser": optimiser.state_dict(),
+                          "stage": stage, "stage_step": stage_step, "step": step,
+                          "data_position": self.batches.position, "rng": rng_state()})
+
+
+@contextmanager
+def _own_rng():
+    """Figures and held-out checks sample too; they do so on a fork of the RNGs."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: int, *, first: int = 0,
+           start: int = 0, frozen: nn.Module | None = None, optimiser_state: dict | None = None,
+           figures: bool = True) -> int:
+    """Train ``trained`` on ``minimised`` from stage step ``first`` to ``steps``; ``start``
+    is the global step of the stage's step 0. :return: the stage step reached."""
+    config = run.config
+    model, guide = programs(trained)
+    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
+    groups = parameter_groups(trained, frozen)
+    optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
+    if optimiser_state is not None:
+        optimiser.load_state_dict(optimiser_state)
+    device = torch.device(config.device)
+    started = time.perf_counter()
+    bad_in_row = 0
+    label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
+    bar = tqdm(range(first, steps), desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
+               disable=not run.progress)
+    for i in bar:
+        step = start + i
+        for group in optimiser.param_groups:
+            group["lr"] = config.lr * learning_rate_factor(i, config.warmup, config.decay_every)
+        if isinstance(trained, LOM):
+            trained.scene_free_bits = scene_free_bits(step, start + steps, trained.scene_dim,
+                                                      start=config.scene_free_bits, end=config.scene_free_bits_final)
+        x = next(run.batches).to(device)
+        geco_before = {k: v.clone() for k, v in minimised.state_dict().items()}
+        loss, logs = minimised.compute(model, guide, x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = [nn.utils.clip_grad_norm_(group, config.grad_clip) for group in groups]
+        if bool(torch.isfinite(torch.stack([loss.detach(), *norms])).all()):
+            bad_in_row = 0
+            optimiser.step()
+            run.steps_taken += 1
+        else:
+            # a non-finite loss or gradient (bad input, overflow): skip the update, undo GECO's move
+            minimised.load_state_dict(geco_before)
+            bad_in_row += 1
+            run.log.write("train", step, {"skipped_nonfinite": 1})
+            if bad_in_row >= config.max_bad_steps:
+                run.save(stage, i + 1, step + 1, optimiser)
+                raise Stopped(f"{bad_in_row} non-finite losses in a row up to step {step + 1}; checkpoint written "
+                              f"(continue with --resume {config.out} once the cause is fixed)", step + 1)
+        if bad_in_row == 0 and (i % LOG_EVERY == 0 or i == steps - 1):
+            values = {k: float(v) for k, v in logs.items()}
+            run.log.write("train", step, values)
+            # β shown too: a KL weight stuck at its floor means the goal is out of reach
+            bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()}, refresh=False)
+        last = i == steps - 1 or time.perf_counter() > deadline
+        if figures and (i % config.figure_every == 0 or last):
+            with _own_rng():
+                run.figures(trained, Path(config.out) / "figures" / f"step_{step:06d}.png")
+        if config.eval_every and ((i + 1) % config.eval_every == 0 or last):
+            with _own_rng():
+                metrics = run.monitor(trained)
+            run.log.write("eval", step + 1, {"seconds": round(time.perf_counter() - started, 1), **metrics})
+        stop = "stop_at" if run.stop_at is not None and step + 1 >= run.stop_at else None
+        stop = "signal" if run.signalled.is_set() else stop
+        if last or stop or (config.checkpoint_every and (i + 1) % config.checkpoint_every == 0):
+            # periodic and final checkpoints: a crash loses at most checkpoint_every steps
+            run.save(stage, i + 1, step + 1, optimiser)
+        if stop:
+            bar.close()
+            raise Stopped(f"stopped by {'a signal' if stop == 'signal' else 'stop_at'} after step {step + 1}; "
+                          f"continue with --resume {config.out}", step + 1)
+        if last:
+            bar.close()
+            return i + 1
+    bar.close()
+    return max(first, steps)  # nothing left to do: resumed at or past the end of the stage
+
+
+def _monitor(config: TrainConfig, evaluation: dict[str, Any]):
+    """The periodic held-out check on the first ``eval_every_scenes`` scenes: ARI-FG of
+    the posteriors and, on ``stacks``, the structure accuracy of τ = 0.8 samples."""
+    from lom_pyro.assess import decomposition_metrics
+
+    n = min(config.eval_every_scenes, evaluation["images"].shape[0])
+    subset = {**evaluation, "images": evaluation["images"][:n], "masks": evaluation["masks"][:n]}
+    return lambda module: decomposition_metrics(module, subset, config.dataset)
+
+
+@contextmanager
+def _stop_on_signals(event: threading.Event):
+    """SIGINT/SIGTERM end the current step, then the run stops with a checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda *_: event.set())
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _prepare_folder(folder: RunFolder, resuming: bool, overwrite: bool) -> bool:
+    """Refuse to mix a new run into an old one. :return: whether the folder was created."""
+    if resuming:
+        return False
+    if not folder.is_empty():
+        if not overwrite:
+            raise ValueError(f"out={folder.path} is not empty: continue that run with --resume {folder.path}, "
+                             f"replace it with --overwrite, or choose another --out")
+        folder.clear_outputs()
+    created = not folder.path.exists()
+    folder.path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False, stop_at: int | None = None,
+          _payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train as configured into ``config.out`` (see the module docstring).
+
+    :param progress: show a progress bar.
+    :param overwrite: replace a previous run's outputs in ``config.out`` (else refused).
+    :param stop_at: stop with a checkpoint once this many steps (both stages) are done.
+    :return: the metrics written to ``metrics.json``, or ``{"stopped": reason, "step": n}``
+        when the run stopped early.
+    """
+    from lom_pyro.assess import evaluate_module, write_figure
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    pyro.enable_validation(False)  # a script: validation costs host syncs per step (pyro-notes)
+    check_data(config)
+    torch.manual_seed(config.seed)
+    pyro.set_rng_seed(config.seed)
+    device = torch.device(config.device)
+    module, objective = build(config)
+    module.to(device)
+    objective.to(device)
+    orderless = module.orderless if isinstance(module, LOM) else module
+    if _payload is not None:
+        module.load_state_dict(_payload["model"])
+        objective.load_state_dict(_payload["objective"])
+    elif config.init_from:
+        load_initial_weights(module, config.init_from)
+    if _payload is None and config.orderless_checkpoint:
+        geco_state = load_orderless(orderless, config.orderless_checkpoint)
+        if geco_state:  # carry on the orderless constraint where that run left it
+            objective.states[ORDERLESS_OBS].load_state_dict(geco_state)
+    evaluation = held_out(config)
+    figure_batch = evaluation["images"][:8].to(device)
+    batches = TrainingBatches(config, _payload["data_position"] if _payload else 0)
+    folder = RunFolder(config.out, config.keep_checkpoints)
+    created = _prepare_folder(folder, _payload is not None, overwrite)
+    run = _Run(config, module, objective, folder, RunLog(config.out), batches,
+               lambda m, path: write_figure(m, figure_batch, path), _monitor(config, evaluation), progress, stop_at,
+               threading.Event())
+    started = time.perf_counter()
+    try:
+        (folder.path / "figures").mkdir(exist_ok=True)
+        (folder.path / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        if _payload is not None:
+            run.log.truncate(_payload["step"])
+            set_rng_state(_payload["rng"])
+        with _stop_on_signals(run.signalled):
+            orderless_steps = _orderless_stage(run, orderless, _payload)
+            steps = _main_stage(run, orderless, orderless_steps, _payload)
+    except Stopped as stop:
+        _write_curves(run)
+        return {"stopped": str(stop), "step": stop.step}
+    except BaseException:
+        if run.steps_taken == 0 and _payload is None:  # nothing was trained: leave no files behind
+            folder.clear_outputs()
+            if created and folder.is_empty():
+                folder.path.rmdir()
+        raise
+    seconds = time.perf_counter() - started
+    metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
+    metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)
+    (folder.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_curves(run)
+    return metrics
+
+
+def _orderless_stage(run: _Run, orderless: nn.Module, payload: dict[str, Any] | None) -> int:
+    """Stage 1 of a two-stage run: the orderless model alone, under its own GECO
+    constraint (the multiplier it shares with the full objective). :return: its steps."""
+    config = run.config
+    if not (config.orderless_steps and isinstance(run.module, LOM)):
+        return 0
+    if payload is not None and payload["stage"] == MAIN_STAGE:
+        return payload["step"] - payload["stage_step"]  # stage 1 was over when the checkpoint was taken
+    resuming = payload is not None
+    steps = _stage(run, orderless, run.objective.restricted(ORDERLESS_OBS), ORDERLESS_STAGE, config.orderless_steps,
+                   first=payload["stage_step"] if resuming else 0,
+                   optimiser_state=payload["optimiser"] if resuming else None, figures=False)
+    # the orderless model on its own, for --orderless-checkpoint and for evaluating it alone
+    from lom_pyro.checkpoint import save_checkpoint
+
+    save_checkpoint(run.folder.path / "orderless.pt",
+                    {"config": dataclasses.asdict(config), "model": orderless.state_dict(),
+                     "objective": run.objective.state_dict(), "stage": ORDERLESS_STAGE, "step": steps})
+    return steps
+
+
+def _main_stage(run: _Run, orderless: nn.Module, start: int, payload: dict[str, Any] | None) -> int:
+    config, module = run.config, run.module
+    resuming = payload is not None and payload["stage"] == MAIN_STAGE
+    frozen = orderless if config.freeze_orderless and isinstance(module, LOM) else None
+    minimised = run.objective
+    with warnings.catch_warnings():
+        if frozen is not None:
+            frozen.requires_grad_(False)
+            # PyroModule warns on every access to a frozen parameter; freezing is the point here
+            warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad")
+            # a frozen orderless model's ELBO terms are constants: the LOM's alone is
+            # minimised, under its own multiplier (saved with the full objective)
+            module.score_orderless = False
+            minimised = run.objective.restricted(OBS)
+        try:
+            return _stage(run, module, minimised, MAIN_STAGE, config.steps, start=start,
+                          first=payload["stage_step"] if resuming else 0, frozen=frozen,
+                          optimiser_state=payload["optimiser"] if resuming else None)
+        finally:
+            if isinstance(module, LOM):
+                module.score_orderless = True
+
+
+def _write_curves(run: _Run) -> None:
+    """``curves.json`` (strict JSON, null where a value is missing or non-finite) and the
+    plots, from the whole log of the run (resumed parts included)."""
+    from lom_pyro.viz import plot_curves
+
+    curves = run.log.columns()
+    out, config = run.folder.path, run.config
+    (out / "curves.json").write_text(json.dumps(curves))
+    numbers = lambda column: [float("nan") if v is None else v for v in column]
+    train_curves = {k: numbers(v) for k, v in curves.items() if k.startswith(("err", "kl"))}
+    if train_curves:
+        plot_curves(train_curves, out / "curves.png", xlabel=f"log point (every {LOG_EVERY} steps)")
+    if "eval/step" in curves:
+        plot_curves({k: numbers(v) for k, v in curves.items() if k.startswith(("eval/ari", "eval/structure"))},
+                    out / "eval_curves.png", title=f"held-out metrics every {config.eval_every} steps",
+                    xlabel=f"evaluation (every {config.eval_every} steps)")
+
+
+def resume(out: str | Path, progress: bool = True, *, stop_at: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """Continue the run in ``out`` from its latest readable checkpoint. ``overrides`` may
+    change only how long and how visibly it goes on (:data:`RESUME_OVERRIDES`, e.g.
+    ``steps`` to extend it), never what it trains."""
+    folder = RunFolder(out)
+    payload = folder.load_latest()
+    config = config_of(payload, str(folder.latest))
+    changed = {k for k, v in overrides.items() if getattr(config, k, object()) != v}
+    refused = sorted(changed - RESUME_OVERRIDES)
+    if refused:
+        raise ValueError(f"--resume {out}: cannot change {', '.join(refused)} of a run being resumed (only "
+                         f"{', '.join(sorted(RESUME_OVERRIDES))} may change)")
+    missing = {"stage", "stage_step", "data_position", "rng", "optimiser", "objective"} - set(payload)
+    if missing:
+        raise ValueError(f"--resume {out}: its checkpoint lacks {sorted(missing)} (written by an older lom_pyro); "
+                         f"start a new run from its weights instead")
+    config = dataclasses.replace(config, out=str(out), **{k: overrides[k] for k in changed})
+    return train(config, progress, stop_at=stop_at, _payload=payload)

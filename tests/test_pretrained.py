@@ -1,0 +1,69 @@
+"""Pretrained files: export from a run, LOM.from_pretrained, lom-pyro sample, --init-from."""
+
+import pytest
+import torch
+
+from lom_pyro import LOM
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint
+from lom_pyro.cli import main
+from lom_pyro.models.pretrained import load_pretrained
+from lom_pyro.training import build, config_from_preset, train
+from lom_pyro.training.build import load_initial_weights
+from lom_pyro.training.export import export
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(steps=2, batch_size=2, eval_scenes=4, figure_every=100, threads=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(config_from_preset("quickstart", out=str(out), **TINY), progress=False)
+    return out
+
+
+def test_export_round_trips_weights_and_records_where_they_came_from(run, tmp_path):
+    path = export(run / "checkpoint.pt", tmp_path / "mine.pt")
+    payload = load_checkpoint(path)                       # weights_only: plain data and tensors
+    assert "optimiser" not in payload and payload["info"]["step"] == 2
+    assert payload["info"]["metrics"]["steps"] == 2       # the run's metrics.json came along
+    lom = LOM.from_pretrained(path)
+    trained = load_checkpoint(run / "checkpoint.pt")["model"]
+    for name, value in lom.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+    assert lom.pretrained_info["config"]["preset"] == "quickstart" and not lom.training
+    out = lom.sample(3, temperature=0.8)
+    assert out.images.shape == (3, 3, 32, 32)
+    with pytest.raises(ValueError, match="not a file and not a shipped name"):
+        LOM.from_pretrained("no_such_model")
+    with pytest.raises(CheckpointError, match="not a pretrained model"):
+        load_pretrained(run / "checkpoint.pt")
+
+
+def test_sample_command_writes_every_figure(run, tmp_path, capsys):
+    path = export(run / "checkpoint.pt", tmp_path / "mine.pt")
+    out = tmp_path / "figures"
+    assert main(["sample", "--pretrained", str(path), "--out", str(out), "--database", "16", "--n", "4"]) == 0
+    assert {p.name for p in out.iterdir()} == {"reconstructions.png", "samples.png", "temperature_sweep.png",
+                                               "slerp.png", "slerp.gif", "retrieval.png"}
+    assert main(["sample", "--pretrained", str(path)]) == 2
+    assert "give --out DIR" in capsys.readouterr().err
+
+
+def test_init_from_starts_from_the_trained_weights_and_refuses_another_architecture(run, tmp_path):
+    path = export(run / "checkpoint.pt", tmp_path / "mine.pt")
+    lom, _ = build(config_from_preset("quickstart"))
+    load_initial_weights(lom, str(path))
+    for name, value in lom.state_dict().items():
+        assert torch.equal(value, load_checkpoint(path)["model"][name]), name
+    emorl, _ = build(config_from_preset("quickstart", lom=False))   # EMORL alone takes the LOM's orderless part
+    load_initial_weights(emorl, str(path))
+    for name, value in emorl.state_dict().items():
+        assert torch.equal(value, load_checkpoint(path)["model"][f"orderless.{name}"]), name
+    wide, _ = build(config_from_preset("quickstart", lom_kwargs={"scene_dim": 64}))
+    with pytest.raises(ValueError, match="--init-from .*do not fit this model"):
+        load_initial_weights(wide, str(path))
+    metrics = train(config_from_preset("quickstart", init_from=str(path), out=str(tmp_path / "tuned"), **TINY),
+                    progress=False)
+    assert metrics["steps"] == 2
