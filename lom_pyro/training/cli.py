@@ -13,13 +13,15 @@ import typing
 from typing import Any
 
 from lom_pyro.models.assemble import ORDERLESS_CLASSES
-from lom_pyro.training.config import HELP, PRESETS, TrainConfig, config_from_preset, read_config_file
+from lom_pyro.training.config import (AMP_MODES, HELP, LOM_GECO_FORMS, PRESETS, TrainConfig, config_from_preset,
+                                      read_config_file)
 
 __all__ = ["configure", "run"]
 
-# the presets' own flags and the ones with a fixed set of values
-_CHOICES = {"orderless": tuple(ORDERLESS_CLASSES), "scene_prior": ("normal", "mixture"), "lom_geco": ("orderless", "genesis")}
-_RUN_FLAGS = ("command", "preset", "config", "resume", "overwrite", "debug")
+# the options with a fixed set of values
+_CHOICES = {"orderless": tuple(ORDERLESS_CLASSES), "scene_prior": ("normal", "mixture"), "lom_geco": LOM_GECO_FORMS,
+            "amp": AMP_MODES}
+_RUN_FLAGS = ("command", "preset", "config", "resume", "overwrite", "debug")  # not config fields
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -49,7 +51,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "with underscores); single flags override it")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in --out")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
@@ -82,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
             config = config_from_preset(preset, **{**from_file, **_flags(args)})
             result = train(config, overwrite=args.overwrite)
     except (ValueError, CheckpointError, OSError) as err:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"lom-pyro train: {err}", file=sys.stderr)
         return 2
+    if "rank" in result:   # a rank other than the first of a distributed run: rank 0 reports
+        return 0
     print(json.dumps(result, indent=2))
     if "stopped" in result:
         print(f"lom-pyro train: {result['stopped']}", file=sys.stderr)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from lom_pyro.training.config import TrainConfig
+from lom_pyro.training.distributed import Ranks
 
 __all__ = ["TrainingBatches", "held_out", "check_data", "is_procedural"]
 
@@ -42,12 +43,13 @@ def check_data(config: TrainConfig) -> None:
 
 class _EpochBatches(torch.utils.data.Sampler):
     """Index batches of a finite dataset, reshuffled every epoch by a seed of its own,
-    starting at batch ``start`` of the endless sequence (last partial batch dropped)."""
+    starting at batch ``start`` of the endless sequence (last partial batch dropped);
+    ``part`` of each batch (a rank's share)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, part: slice = slice(None)) -> None:
         if n < batch_size:
             raise ValueError(f"the training split has {n} scenes, fewer than batch_size={batch_size}")
-        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+        self.n, self.batch_size, self.seed, self.start, self.part = n, batch_size, seed, start, part
 
     def __iter__(self) -> Iterator[list[int]]:
         per_epoch = self.n // self.batch_size
@@ -55,31 +57,40 @@ class _EpochBatches(torch.utils.data.Sampler):
         while True:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
             for b in range(offset, per_epoch):
-                yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+                yield order[b * self.batch_size:(b + 1) * self.batch_size][self.part].tolist()
             epoch, offset = epoch + 1, 0
 
 
 class TrainingBatches:
-    """Endless image batches ``(B, 3, H, W)`` in [-1, 1]; :attr:`position` counts the
-    scenes handed out so far (what a checkpoint stores to resume the stream)."""
+    """Endless image batches in [-1, 1]: each global batch of ``config.batch_size`` scenes
+    is split among the ranks, rank ``r`` taking the ``r``-th ``(B / world, 3, H, W)`` slice
+    (one process: the whole batch). :attr:`position` counts the scenes of the global
+    stream used so far (what a checkpoint stores to resume the stream)."""
 
-    def __init__(self, config: TrainConfig, position: int = 0) -> None:
+    def __init__(self, config: TrainConfig, position: int = 0, ranks: Ranks | None = None) -> None:
         from torch.utils.data import DataLoader
+
+        ranks = ranks or Ranks()
 
         if position % config.batch_size:
             raise ValueError(f"data position {position} is not a whole number of batches of {config.batch_size}")
-        self.position = position
+        self.position, self.global_batch = position, config.batch_size
+        share = config.batch_size // ranks.world
+        self._slice = slice(ranks.rank * share, (ranks.rank + 1) * share)
         if is_procedural(config.dataset):
             from lom_pyro.data.procedural import ProceduralDataset
 
             data = ProceduralDataset(config.dataset, image_size=config.image_size, seed=config.seed, start=position)
             self._loader = DataLoader(data, batch_size=config.batch_size)
+            self._sliced = False
         else:
             from lom_pyro.data.dataset import SceneDataset
 
             data = SceneDataset(config.dataset, split="train", value_range=(-1.0, 1.0), masks=False, factors=False)
-            sampler = _EpochBatches(len(data), config.batch_size, config.seed, position // config.batch_size)
+            sampler = _EpochBatches(len(data), config.batch_size, config.seed, position // config.batch_size,
+                                    self._slice)
             self._loader = DataLoader(data, batch_sampler=sampler)
+            self._sliced = True   # the sampler reads only this rank's scenes
         self._batches = iter(self._loader)
 
     def __iter__(self) -> TrainingBatches:
@@ -87,8 +98,8 @@ class TrainingBatches:
 
     def __next__(self) -> Tensor:
         images = next(self._batches)["image"]
-        self.position += images.shape[0]
-        return images
+        self.position += self.global_batch
+        return images if self._sliced else images[self._slice]
 
 
 def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> dict[str, Any]:

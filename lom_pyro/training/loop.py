@@ -40,13 +40,14 @@ from tqdm import tqdm
 from lom_pyro.infer import GECO
 from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
 from lom_pyro.models.lom import LOM
-from lom_pyro.models.programs import programs
 from lom_pyro.sites import OBS, ORDERLESS_OBS
-from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, load_initial_weights, load_orderless,
-                                     parameter_groups)
+from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, load_initial_weights,
+                                     load_orderless, parameter_groups)
 from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig
 from lom_pyro.training.data import TrainingBatches, check_data, held_out
+from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, wrap
 from lom_pyro.training.log import RunLog
+from lom_pyro.training.speed import AMP_DTYPES, autocast_networks, compile_networks
 from lom_pyro.training.state import RunFolder, rng_state, set_rng_state
 
 __all__ = ["train", "resume", "Stopped"]
@@ -77,9 +78,14 @@ class _Run:
     progress: bool
     stop_at: int | None
     signalled: threading.Event
+    ranks: Ranks
+    device: torch.device
     steps_taken: int = 0  # in this process: a failure before the first step leaves no files
 
     def save(self, stage: str, stage_step: int, step: int, optimiser: torch.optim.Optimizer) -> None:
+        check_in_sync(self.module, self.ranks)
+        if not self.ranks.main:
+            return
         self.folder.save({"config": dataclasses.asdict(self.config), "model": self.module.state_dict(),
                           "objective": self.objective.state_dict(), "optimiser": optimiser.state_dict(),
                           "stage": stage, "stage_step": stage_step, "step": step,
@@ -100,18 +106,17 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
     """Train ``trained`` on ``minimised`` from stage step ``first`` to ``steps``; ``start``
     is the global step of the stage's step 0. :return: the stage step reached."""
     config = run.config
-    model, guide = programs(trained)
+    loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     groups = parameter_groups(trained, frozen)
     optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
     if optimiser_state is not None:
         optimiser.load_state_dict(optimiser_state)
-    device = torch.device(config.device)
     started = time.perf_counter()
     bad_in_row = 0
     label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
     bar = tqdm(range(first, steps), desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
-               disable=not run.progress)
+               disable=not (run.progress and run.ranks.main))
     for i in bar:
         step = start + i
         for group in optimiser.param_groups:
@@ -119,9 +124,9 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
         if isinstance(trained, LOM):
             trained.scene_free_bits = scene_free_bits(step, start + steps, trained.scene_dim,
                                                       start=config.scene_free_bits, end=config.scene_free_bits_final)
-        x = next(run.batches).to(device)
+        x = next(run.batches).to(run.device)
         geco_before = {k: v.clone() for k, v in minimised.state_dict().items()}
-        loss, logs = minimised.compute(model, guide, x)
+        loss, logs = loss_of(x)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         norms = [nn.utils.clip_grad_norm_(group, config.grad_clip) for group in groups]
@@ -140,19 +145,23 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
                               f"(continue with --resume {config.out} once the cause is fixed)", step + 1)
         if bad_in_row == 0 and (i % LOG_EVERY == 0 or i == steps - 1):
             values = {k: float(v) for k, v in logs.items()}
-            run.log.write("train", step, values)
+            run.log.write("train", step, {**values, "seconds": round(time.perf_counter() - started, 2)})
             # β shown too: a KL weight stuck at its floor means the goal is out of reach
             bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()}, refresh=False)
-        last = i == steps - 1 or time.perf_counter() > deadline
-        if figures and (i % config.figure_every == 0 or last):
+        # every rank must take the same decision to stop, whatever its clock or signals say
+        time_up, signalled = any_rank((time.perf_counter() > deadline, run.signalled.is_set()), run.ranks)
+        last = i == steps - 1 or time_up
+        if figures and run.ranks.main and (i % config.figure_every == 0 or last):
+            png = Path(config.out) / "figures" / f"step_{step:06d}.png"
             with _own_rng():
-                run.figures(trained, Path(config.out) / "figures" / f"step_{step:06d}.png")
-        if config.eval_every and ((i + 1) % config.eval_every == 0 or last):
+                run.figures(trained, png)
+            run.log.image("figures", png, step)
+        if config.eval_every and run.ranks.main and ((i + 1) % config.eval_every == 0 or last):
             with _own_rng():
                 metrics = run.monitor(trained)
             run.log.write("eval", step + 1, {"seconds": round(time.perf_counter() - started, 1), **metrics})
         stop = "stop_at" if run.stop_at is not None and step + 1 >= run.stop_at else None
-        stop = "signal" if run.signalled.is_set() else stop
+        stop = "signal" if signalled else stop
         if last or stop or (config.checkpoint_every and (i + 1) % config.checkpoint_every == 0):
             # periodic and final checkpoints: a crash loses at most checkpoint_every steps
             run.save(stage, i + 1, step + 1, optimiser)
@@ -223,9 +232,13 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
         torch.set_num_threads(config.threads)
     pyro.enable_validation(False)  # a script: validation costs host syncs per step (pyro-notes)
     check_data(config)
+    ranks = join(config.device)
+    if config.batch_size % ranks.world:
+        raise ValueError(f"batch_size={config.batch_size} (the global batch) must divide among {ranks.world} ranks")
+    device = torch.device(f"cuda:{ranks.local_rank}" if config.device == "cuda" and ranks.distributed
+                          else config.device)
     torch.manual_seed(config.seed)
     pyro.set_rng_seed(config.seed)
-    device = torch.device(config.device)
     module, objective = build(config)
     module.to(device)
     objective.to(device)
@@ -239,36 +252,52 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
         geco_state = load_orderless(orderless, config.orderless_checkpoint)
         if geco_state:  # carry on the orderless constraint where that run left it
             objective.states[ORDERLESS_OBS].load_state_dict(geco_state)
-    evaluation = held_out(config)
-    figure_batch = evaluation["images"][:8].to(device)
-    batches = TrainingBatches(config, _payload["data_position"] if _payload else 0)
+    if config.amp != "off":
+        autocast_networks(module, AMP_DTYPES[config.amp], device.type)
+    if config.compile:
+        compile_networks(module)
+    evaluation = held_out(config) if ranks.main else None    # figures and held-out checks: rank 0 only
+    batches = TrainingBatches(config, _payload["data_position"] if _payload else 0, ranks)
     folder = RunFolder(config.out, config.keep_checkpoints)
-    created = _prepare_folder(folder, _payload is not None, overwrite)
-    run = _Run(config, module, objective, folder, RunLog(config.out), batches,
-               lambda m, path: write_figure(m, figure_batch, path), _monitor(config, evaluation), progress, stop_at,
-               threading.Event())
+    created = _prepare_folder(folder, _payload is not None, overwrite) if ranks.main else False
+    figures = (lambda m, path: write_figure(m, evaluation["images"][:8].to(device), path)) if ranks.main else None
+    log = RunLog(config.out, enabled=ranks.main, resumed_at=_payload["step"] if _payload else None)
+    run = _Run(config, module, objective, folder, log, batches, figures,
+               _monitor(config, evaluation) if ranks.main else None, progress, stop_at, threading.Event(), ranks,
+               device)
     started = time.perf_counter()
     try:
-        (folder.path / "figures").mkdir(exist_ok=True)
-        (folder.path / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        if ranks.main:
+            (folder.path / "figures").mkdir(exist_ok=True)
+            (folder.path / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
         if _payload is not None:
             run.log.truncate(_payload["step"])
+        if ranks.distributed:
+            # each rank draws its own noise; a resumed DDP run continues with fresh per-rank seeds
+            # (bit-identical resume is a one-process property)
+            step = _payload["step"] if _payload else 0
+            pyro.set_rng_seed(config.seed * 1_000_003 + ranks.rank * 10_007 + step)
+        elif _payload is not None:
             set_rng_state(_payload["rng"])
         with _stop_on_signals(run.signalled):
             orderless_steps = _orderless_stage(run, orderless, _payload)
             steps = _main_stage(run, orderless, orderless_steps, _payload)
     except Stopped as stop:
-        _write_curves(run)
+        if ranks.main:
+            _write_curves(run)
         return {"stopped": str(stop), "step": stop.step}
     except BaseException:
-        if run.steps_taken == 0 and _payload is None:  # nothing was trained: leave no files behind
+        if ranks.main and run.steps_taken == 0 and _payload is None:  # nothing trained: leave no files behind
             folder.clear_outputs()
             if created and folder.is_empty():
                 folder.path.rmdir()
         raise
+    if not ranks.main:
+        return {"rank": ranks.rank, "steps": steps, "orderless_steps": orderless_steps}
     seconds = time.perf_counter() - started
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
-    metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps)
+    metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps,
+                   world_size=ranks.world)
     (folder.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_curves(run)
     return metrics
@@ -289,9 +318,10 @@ def _orderless_stage(run: _Run, orderless: nn.Module, payload: dict[str, Any] | 
     # the orderless model on its own, for --orderless-checkpoint and for evaluating it alone
     from lom_pyro.checkpoint import save_checkpoint
 
-    save_checkpoint(run.folder.path / "orderless.pt",
-                    {"config": dataclasses.asdict(config), "model": orderless.state_dict(),
-                     "objective": run.objective.state_dict(), "stage": ORDERLESS_STAGE, "step": steps})
+    if run.ranks.main:
+        save_checkpoint(run.folder.path / "orderless.pt",
+                        {"config": dataclasses.asdict(config), "model": orderless.state_dict(),
+                         "objective": run.objective.state_dict(), "stage": ORDERLESS_STAGE, "step": steps})
     return steps
 
 

@@ -56,7 +56,7 @@ class RunFolder:
 
     #: what a run writes into its folder (``--overwrite`` removes these and nothing else)
     OUTPUTS = (LATEST, HISTORY, "orderless.pt", "config.json", "log.jsonl", "metrics.json", "curves.json",
-               "curves.png", "eval_curves.png", "figures")
+               "curves.png", "eval_curves.png", "figures", "tensorboard")
 
     def __init__(self, path: str | os.PathLike, keep: int = 2) -> None:
         self.path = Path(path)
