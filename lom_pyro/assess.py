@@ -28,13 +28,25 @@ __all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write
 CHUNK = 64  # held-out scenes per forward pass
 
 
+#: metrics draw their posterior and prior samples from this seed, on a fork of the RNGs: the
+#: same checkpoint and scenes give the same numbers during training and in lom-pyro evaluate
+EVAL_SEED = 0
+
+
 @contextmanager
-def evaluation_mode(module: nn.Module):
-    """``module.eval()`` for the block, then the mode it had before."""
+def evaluation_mode(module: nn.Module, seed: int | None = None):
+    """``module.eval()`` for the block, then the mode it had before; with ``seed``, the
+    block draws from RNGs forked and seeded with it (the caller's RNG state is untouched)."""
     was_training = module.training
     module.eval()
     try:
-        yield module
+        if seed is None:
+            yield module
+        else:
+            cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+                torch.manual_seed(seed)
+                yield module
     finally:
         module.train(was_training)
 
@@ -102,7 +114,7 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
     images = evaluation["images"]
     terms: dict[str, list[Tensor]] = {}
     model, guide = programs(module)
-    with evaluation_mode(module):
+    with evaluation_mode(module, seed=EVAL_SEED):
         for start in range(0, images.shape[0], CHUNK):
             x = images[start:start + CHUNK].to(device)
             for site, term in elbo.terms(model, guide, x).items():
@@ -142,7 +154,7 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
     images, true_masks = evaluation["images"], evaluation["masks"]
     ari: dict[str, list[Tensor]] = {}
     structured: dict[str, list[np.ndarray]] = {}
-    with evaluation_mode(module):
+    with evaluation_mode(module, seed=EVAL_SEED):
         for start in range(0, images.shape[0], CHUNK):
             x = images[start:start + CHUNK].to(device)
             truth = true_masks[start:start + CHUNK].to(device)

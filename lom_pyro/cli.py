@@ -3,6 +3,7 @@
 Each sub-command lives in the module that owns the job and exposes two functions,
 ``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit status).
 Modules are imported lazily, so ``lom-pyro convert`` never imports the model code.
+Errors are one line on stderr; ``--debug`` (anywhere on the line) shows the traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lom-pyro", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
@@ -37,10 +39,19 @@ def _build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv            # a traceback instead of the one-line error
+    argv = [a for a in argv if a != "--debug"]
     args = _build_parser(argv).parse_args(argv)
+    args.debug = debug
     mod = importlib.import_module(COMMANDS[args.command][0])
     runner = getattr(mod, f"run_{args.command}", None) or mod.run
-    return int(runner(args) or 0)
+    try:
+        return int(runner(args) or 0)
+    except Exception as err:   # anything a sub-command did not turn into its own message
+        if debug:
+            raise
+        print(f"lom-pyro {args.command}: {type(err).__name__}: {err} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,12 +23,12 @@ __all__ = ["dci_of_slots", "visualize", "markdown_table", "configure_evaluate", 
 _DISCRETE_FACTORS = {"shape", "material", "color", "colour", "size", "level"}
 
 
-def _evaluation_config(config, data: str | None, scenes: int):
+def _evaluation_config(config, data: str | None, scenes: int | None):
     """The run's config with the dataset the user asked for (default the run's own) and
-    the number of held-out scenes."""
+    the number of held-out scenes (default the run's own)."""
     import dataclasses
 
-    return dataclasses.replace(config, dataset=data or config.dataset, eval_scenes=scenes)
+    return dataclasses.replace(config, dataset=data or config.dataset, eval_scenes=scenes or config.eval_scenes)
 
 
 @torch.no_grad()
@@ -45,7 +45,8 @@ def dci_of_slots(module: LOM, evaluation: dict[str, Any]) -> dict[str, Any]:
         x = evaluation["images"][start:start + CHUNK].to(device)
         rec = module.reconstruct(x)
         truth = evaluation["masks"][start:start + CHUNK]
-        assignment = match_slots_to_objects(rec.masks.squeeze(2).cpu(), truth, background_channels=evaluation["background"])
+        assignment = match_slots_to_objects(rec.masks.squeeze(2).cpu(), truth,
+                                            background_channels=evaluation["background"])
         c, f = matched_pairs(rec.z.cpu(), evaluation["factors"][start:start + CHUNK][..., columns], assignment)
         codes.append(c)
         factors.append(f)
@@ -79,7 +80,8 @@ def _fid(module: nn.Module, evaluation: dict[str, Any], args) -> dict[str, Any]:
 def configure_evaluate(parser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by lom-pyro train")
     parser.add_argument("--data", help="HDF5 file or procedural name (default: the run's dataset)")
-    parser.add_argument("--n", type=int, default=256, help="held-out scenes for ARI, ELBO and DCI")
+    parser.add_argument("--n", type=int, help="held-out scenes for ARI, ELBO and DCI (default: the run's eval_scenes, "
+                        "so the numbers match its metrics.json)")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--iwae-k", type=int, default=16, help="samples of the importance-weighted bound")
     parser.add_argument("--iwae-n", type=int, default=32, help="scenes for the importance-weighted bound")

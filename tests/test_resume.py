@@ -1,5 +1,6 @@
 """Resume, run folders and faults of ``lom-pyro train`` (tiny configurations, CPU)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -75,14 +76,14 @@ def test_a_new_run_refuses_a_used_folder_and_a_failed_start_leaves_no_files(tmp_
     assert (out / "notes.txt").read_text() == "mine"          # --overwrite removes only a run's own files
 
     # a crash inside the first step (here: a network that fails) leaves nothing behind
-    import lom_pyro.training.loop as loop
+    import lom_pyro.training.distributed as distributed
 
     def broken(module):
         def fail(*args, **kwargs):
             raise RuntimeError("out of memory")
         return fail, fail
 
-    monkeypatch.setattr(loop, "programs", broken)
+    monkeypatch.setattr(distributed, "programs", broken)
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError, match="out of memory"):
         train(config_from_preset("quickstart", lom=False, steps=1, out=str(fresh), **TINY), progress=False)
@@ -153,3 +154,73 @@ def test_sigterm_checkpoints_and_exits_cleanly_then_resume_finishes(tmp_path):
     assert step >= 1
     resume(out, progress=False, steps=step + 1)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == step + 1
+
+
+def test_bf16_autocast_and_compile_touch_only_the_networks(tmp_path):
+    from lom_pyro.training.speed import autocast_networks, compile_networks, network_parts
+
+    lom, _ = build_tiny()
+    parts = {type(p).__name__ for p in network_parts(lom)}
+    assert {"SpatialBroadcastDecoder", "CausalTransformer", "SetEncoder", "ConvTokenEncoder"} <= parts
+    keys = set(lom.state_dict())
+    autocast_networks(lom, torch.bfloat16, "cpu")
+    z = torch.randn(2, lom.num_slots, lom.slot_dim)
+    rgb, logits = lom.decoder(z)
+    assert rgb.dtype == logits.dtype == torch.float32          # the Pyro program sees float32
+    compile_networks(lom, backend="eager")                      # wiring only; inductor on a GPU (benchmarks/gpu.sh)
+    assert set(lom.state_dict()) == keys                        # checkpoints are unchanged
+    metrics = train(config_from_preset("quickstart", steps=2, amp="bf16", out=str(tmp_path / "amp"), **TINY),
+                    progress=False)
+    assert metrics["steps"] == 2 and all(torch.isfinite(v).all()
+                                         for v in load_checkpoint(tmp_path / "amp" / "checkpoint.pt")["model"].values())
+
+
+def build_tiny():
+    from lom_pyro.training import build
+
+    torch.manual_seed(0)
+    return build(config_from_preset("quickstart"))
+
+
+KILLED_WRITER = """
+import sys, torch
+from lom_pyro.training.state import RunFolder
+folder = RunFolder(sys.argv[1], keep=2)
+step = 0
+while True:
+    step += 1
+    folder.save({"step": step, "model": {"w": torch.full((4_000_000,), float(step))}})
+    print(step, flush=True)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(tmp_path):
+    from lom_pyro.training.state import RunFolder
+
+    for delay in (0.05, 0.3, 0.7):
+        folder = tmp_path / f"run{delay}"
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(folder)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "1"           # one checkpoint is complete
+        time.sleep(delay)                                       # then die at some point of a later write
+        proc.kill()
+        proc.wait()
+        payload = RunFolder(folder).load_latest()
+        assert payload["step"] >= 1 and torch.equal(payload["model"]["w"][:3], torch.full((3,), payload["step"] * 1.0))
+
+
+def test_a_checkpoint_with_the_right_tag_but_wrong_contents_gets_one_sentence(tmp_path, capsys):
+    from lom_pyro.checkpoint import save_checkpoint
+
+    odd = tmp_path / "odd"
+    save_checkpoint(odd / "checkpoint.pt", {"model": {"w": torch.ones(2)}, "step": 1})
+    assert main(["evaluate", str(odd / "checkpoint.pt")]) == 2
+    assert "has no 'config' entry" in capsys.readouterr().err
+    assert main(["train", "--resume", str(odd)]) == 2
+    assert "has no 'config' entry" in capsys.readouterr().err
+    config = dataclasses.asdict(config_from_preset("quickstart"))
+    save_checkpoint(odd / "checkpoint.pt", {"config": config, "model": {"w": torch.ones(2)}, "step": 1})
+    assert main(["evaluate", str(odd / "checkpoint.pt")]) == 2
+    assert "weights do not fit the model of its own config" in capsys.readouterr().err
+    save_checkpoint(odd / "checkpoint.pt", {"config": {**config, "colour": 1}, "model": {}, "step": 1})
+    assert main(["train", "--resume", str(odd)]) == 2
+    assert "its config does not fit this version" in capsys.readouterr().err

@@ -181,3 +181,29 @@ def test_a_smaller_lom_decoder_keeps_the_architecture_and_rejects_bad_widths():
         build(config_from_preset("quickstart", lom_decoder={"hidden": 0}))
     with pytest.raises(ValueError, match="lom_decoder .*does not take these options"):
         build(config_from_preset("quickstart", lom_decoder={"width": 8}))
+
+
+def test_evaluate_reports_the_same_ari_fg_as_the_run_for_the_same_checkpoint_and_scenes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "quickstart", *TINY, "--out", str(out)]) == 0
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--iwae-n", "2", "--iwae-k", "2", "--fid-n", "4",
+                 "--out", str(tmp_path / "eval")]) == 0
+    run = json.loads((out / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_lom_elbo_per_image"):
+        assert evaluated[key] == run[key], key
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "Traceback" not in err
+
+
+def test_scalars_and_figures_also_go_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "quickstart", *TINY, "--out", str(out)]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"train/err/x", "train/kl/x", "train/beta/x_orderless"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/err/x")] == [0, 2]
+    assert [e.step for e in events.Images("figures")] == [0, 2]
