@@ -89,7 +89,7 @@ def clevr_records(n: int, seed: int = 0):
         labels = _boxes(rng, objects + 1, 240, 320)
         mask = (np.arange(11)[:, None, None] == labels).astype(np.uint8) * 255
         vis = (np.arange(11) <= objects).astype(np.float32)
-        codes = lambda hi: (rng.integers(1, hi + 1, 11) * vis).astype(np.uint8)  # noqa: E731
+        codes = lambda hi, vis=vis: (rng.integers(1, hi + 1, 11) * vis).astype(np.uint8)  # noqa: E731
         yield {
             "image": _image(rng, labels, objects + 1), "mask": mask[..., None],
             "x": rng.normal(size=11).astype(np.float32), "y": rng.normal(size=11).astype(np.float32),
@@ -182,7 +182,8 @@ def main() -> int:
 
     from lom_pyro.data.tfrecord import write_tfrecord
 
-    sizes = {"objects_room": (100, 400), "clevr": (15, 60)} if args.quick else {"objects_room": (500, 2000), "clevr": (100, 300)}
+    sizes = ({"objects_room": (100, 400), "clevr": (15, 60)} if args.quick
+             else {"objects_room": (500, 2000), "clevr": (100, 300)})
     make = {"objects_room": objects_room_records, "clevr": clevr_records}
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -197,7 +198,8 @@ def main() -> int:
                 print(f"wrote {path.name}: {n} records, {size_mib:.1f} MiB gzip, in {write_s:.1f} s", flush=True)
                 configs = [("read", None), ("read-nocrc", None), ("convert", None)]
                 if args.extra_path:
-                    configs += [("read", args.extra_path), ("convert", args.extra_path), ("tfrecord-pypi", args.extra_path)]
+                    configs += [("read", args.extra_path), ("convert", args.extra_path),
+                                ("tfrecord-pypi", args.extra_path)]
                 else:
                     configs += [("tfrecord-pypi", None)]
                 for mode, extra in configs:
@@ -213,7 +215,8 @@ def main() -> int:
                     )  # fmt: skip
 
     print()
-    header = f"| {'dataset':12s} | {'records':>7s} | {'mode':13s} | {'CRC32C':13s} | {'records/s':>9s} | {'peak RSS − base (MiB)':>21s} |"
+    header = (f"| {'dataset':12s} | {'records':>7s} | {'mode':13s} | {'CRC32C':13s} | {'records/s':>9s} "
+              f"| {'peak RSS − base (MiB)':>21s} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:

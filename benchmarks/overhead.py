@@ -50,7 +50,7 @@ def hand_written_loss(lom: LOM, x: torch.Tensor) -> torch.Tensor:
     rgb, logits = toy.decoder(o)
     loss = -image_likelihood(rgb, logits, toy.sigma).log_prob(x).sum()
     loss = loss + kl_divergence(dist.Normal(o_loc, o_scale), dist.Normal(0.0, 1.0)).sum()
-    mu, sigma = o_loc.detach(), o_scale.detach()                      # stop_grad(o)
+    mu = o_loc.detach()                                               # stop_grad(o)
     s_loc, s_scale = lom.scene_posterior(mu)
     s = s_loc + s_scale * torch.randn_like(s_loc)
     p_s = kl_divergence(dist.Normal(s_loc, s_scale), dist.Normal(0.0, 1.0)).sum(-1)
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for batch in args.batches:
         x = torch.rand(batch, 3, 64, 64)
-        pyro_fn = lambda: elbo.differentiable_loss(lom.model, lom.guide, x)
-        torch_fn = lambda: hand_written_loss(lom, x)
+        pyro_fn = lambda x=x: elbo.differentiable_loss(lom.model, lom.guide, x)
+        torch_fn = lambda x=x: hand_written_loss(lom, x)
         for _ in range(2):  # warm-up
             timed_step(pyro_fn, params, opt), timed_step(torch_fn, params, opt)
         a, b = [], []

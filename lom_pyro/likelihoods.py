@@ -22,6 +22,7 @@ from torch.distributions import constraints
 __all__ = ["image_likelihood", "MixtureImage", "LIKELIHOODS"]
 
 LIKELIHOODS = ("gaussian", "mixture")
+_EMPTY_SHAPE = torch.Size()
 
 
 class MixtureImage(TorchDistribution):
@@ -56,7 +57,7 @@ class MixtureImage(TorchDistribution):
         per_pixel = comp.sum(-3, keepdim=True)                                 # (..., K, 1, H, W)
         return torch.logsumexp(self.log_masks + per_pixel, dim=-4).sum((-3, -2, -1))
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape=_EMPTY_SHAPE) -> Tensor:
         with torch.no_grad():
             logits = self.log_masks.movedim(-4, -1)                            # (..., 1, H, W, K)
             if self.per_channel:

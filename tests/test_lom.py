@@ -157,7 +157,9 @@ def test_mixture_likelihood_and_ablation_switches():
     tr = poutine.trace(model5.guide).get_trace(torch.rand(2, *SHAPE))
     perm = tr.nodes[OBJECTS]["infer"]["permutation"]
     o_scale = tr.nodes[ORDERLESS_SLOTS]["fn"].base_dist.scale
-    assert torch.equal(tr.nodes[OBJECTS]["fn"].base_dist.scale, torch.gather(o_scale, 1, perm.unsqueeze(-1).expand(-1, -1, 4)))
+    assert torch.equal(
+        tr.nodes[OBJECTS]["fn"].base_dist.scale, torch.gather(o_scale, 1, perm.unsqueeze(-1).expand(-1, -1, 4))
+    )
 
 
 def test_encode_uses_one_orderless_posterior_and_the_mean_scene(lom):

@@ -97,7 +97,9 @@ def test_slerp_ends_norms_and_opposite_ends():
 
     a, b = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 0.5])
     path = slerp(a, b, 5)
-    assert torch.allclose(path[0], torch.tensor([2 ** 0.5, 0.0])) and torch.allclose(path[-1], torch.tensor([0.0, 2 ** 0.5]))
+    assert torch.allclose(path[0], torch.tensor([2 ** 0.5, 0.0])) and torch.allclose(
+        path[-1], torch.tensor([0.0, 2 ** 0.5])
+    )
     assert torch.allclose(path.norm(dim=-1), torch.full((5,), 2 ** 0.5))
     with pytest.raises(ValueError, match="opposite directions"):
         slerp(a, -a, 3)

@@ -26,7 +26,9 @@ class ToyOrderless(PyroModule):
         self.sigma = sigma
         self.free_bits = free_bits
         numel = int(torch.tensor(image_shape).prod())
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(numel, 32), nn.ELU(), nn.Linear(32, 2 * num_slots * slot_dim))
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(numel, 32), nn.ELU(), nn.Linear(32, 2 * num_slots * slot_dim)
+        )
         self.decoder = self.make_decoder()
 
     def make_decoder(self) -> nn.Module:

@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("dst", help="HDF5 file to write (replaced only on success)")
     parser.add_argument("--variant", default=None, help="objects-room: train, six_objects, identical_color, empty_room")
-    parser.add_argument("--size", type=int, default=None, help="clevr6: 96 (default) or 64; procedural: image size (64)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="clevr6: 96 (default) or 64; procedural: image size (64)")
     parser.add_argument("--split", default=None, help="shapestacks: folder under splits/ (default 'default')")
     parser.add_argument("--limit", type=int, default=None, help="convert only the first N source records")
     parser.add_argument("--test-size", type=int, default=0, help="objects-room, clevr6: first N scenes go to 'test'")
@@ -65,7 +66,9 @@ def _convert(args: argparse.Namespace) -> str:
             args.src, args.dst, size=args.size or 96, limit=args.limit, test_size=args.test_size, progress=progress
         )
     elif args.kind == "shapestacks":
-        summary = convert.convert_shapestacks(args.src, args.dst, split=args.split or "default", limit=args.limit, progress=progress)
+        summary = convert.convert_shapestacks(
+            args.src, args.dst, split=args.split or "default", limit=args.limit, progress=progress
+        )
     else:
         from lom_pyro.data.h5 import write_procedural
 

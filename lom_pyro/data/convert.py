@@ -93,7 +93,9 @@ def _resolve_tfrecord(src: PathLike, default_name: str) -> Path:
     return path
 
 
-def _feature(features: dict[str, Feature], name: str, size: int, kind: Literal["uint8", "float32"], where: str) -> np.ndarray:
+def _feature(
+    features: dict[str, Feature], name: str, size: int, kind: Literal["uint8", "float32"], where: str
+) -> np.ndarray:
     """Feature ``name`` decoded as ``kind``, checked to hold exactly ``size`` values."""
     feat = features.get(name)
     if feat is None:
@@ -221,7 +223,9 @@ def convert_objects_room(
     :param gzip: force GZIP on/off; ``None`` auto-detects.
     """
     if variant not in OBJECTS_ROOM_VARIANTS:
-        raise ValueError(f"unknown Objects Room variant {variant!r}; expected one of {', '.join(OBJECTS_ROOM_VARIANTS)}")
+        raise ValueError(
+            f"unknown Objects Room variant {variant!r}; expected one of {', '.join(OBJECTS_ROOM_VARIANTS)}"
+        )
     _check_limit(limit)
     k = OBJECTS_ROOM_VARIANTS[variant]
     path = _resolve_tfrecord(src, _OBJECTS_ROOM_FILES[variant])
@@ -295,10 +299,15 @@ def convert_clevr6(
             )
         for j in range(1, e):
             if j not in objects and mask[j].any():
-                raise DataError(f"{where}: entity {j} has visibility {visibility[j]:g} but a non-empty mask; expected an empty mask.")
+                raise DataError(
+                    f"{where}: entity {j} has visibility {visibility[j]:g} but a non-empty mask; "
+                    "expected an empty mask."
+                )
         keep = [0, *objects]
         values = [_feature(features, n, e, "float32", where) for n in ("x", "y", "z", "rotation")]
-        values += [_feature(features, n, e, "uint8", where).astype(np.float32) for n in ("size", "material", "shape", "color")]
+        values += [
+            _feature(features, n, e, "uint8", where).astype(np.float32) for n in ("size", "material", "shape", "color")
+        ]
         table = np.stack([*values, visibility], axis=-1)  # (11, 9)
         masks = np.zeros((_CLEVR6_K, h, w), dtype=np.uint8)
         masks[: len(keep)] = mask[keep]
@@ -330,7 +339,9 @@ def _scenario_factors(scenario: str, where: str) -> tuple[int, float]:
     """``(height, stable)`` from a name like ``env_ccs-hard-h=4-vcom=0-vpsf=0-v=60``."""
     m = _HEIGHT.search(scenario)
     if m is None:
-        raise DataError(f"{where}: scenario '{scenario}' has no 'h=<height>' part; expected a ShapeStacks scenario name.")
+        raise DataError(
+            f"{where}: scenario '{scenario}' has no 'h=<height>' part; expected a ShapeStacks scenario name."
+        )
     parts = scenario.split("-")
     stable = "vcom=0" in parts and "vpsf=0" in parts
     return int(m.group(1)), float(stable)
@@ -359,7 +370,9 @@ def _find_iseg(root: Path, scenario: str, rgb: Path, where: str) -> Path:
             found = sorted(folder.glob(f"iseg-*-cam_{cam.group(1)}-mono-0.map")) if folder.is_dir() else []
             if found:
                 return found[0]
-    raise DataError(f"{rgb}: has no instance map; expected {same.name} or iseg-*-cam_K-mono-0.map for its camera ({where}).")
+    raise DataError(
+        f"{rgb}: has no instance map; expected {same.name} or iseg-*-cam_K-mono-0.map for its camera ({where})."
+    )
 
 
 def _shapestacks_labels(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -371,20 +384,28 @@ def _shapestacks_labels(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr[..., 0]
     if arr.shape != shape:
-        raise DataError(f"{path}: instance map is {arr.shape[1]}×{arr.shape[0]}; expected {shape[1]}×{shape[0]} like its RGB image.")
+        raise DataError(
+            f"{path}: instance map is {arr.shape[1]}×{arr.shape[0]}; expected {shape[1]}×{shape[0]} like its RGB image."
+        )
     arr = arr.astype(np.int64)
     bad = (arr % 32 != 0) | (arr // 32 >= SHAPESTACKS_NUM_CHANNELS)
     if bad.any():
-        raise DataError(f"{path}: pixel value {int(arr[bad].flat[0])} is not 32·k for a label k in 0..8; expected a ShapeStacks instance map.")
+        raise DataError(
+            f"{path}: pixel value {int(arr[bad].flat[0])} is not 32·k for a label k in 0..8; "
+            "expected a ShapeStacks instance map."
+        )
     return (arr // 32).astype(np.uint8)
 
 
-def _shapestacks_items(root: Path, split_dir: Path, list_name: str, limit: int | None) -> Iterator[tuple[Path, Path, str, str]]:
+def _shapestacks_items(
+    root: Path, split_dir: Path, list_name: str, limit: int | None
+) -> Iterator[tuple[Path, Path, str, str]]:
     """``(rgb, iseg, scenario, where)`` for the images of one split file, in listed order."""
     list_file = split_dir / f"{list_name}.txt"
     if not list_file.is_file():
         raise DataError(
-            f"{list_file}: the split file is missing; expected splits/<split>/{{train,eval,test}}.txt listing one scenario per line."
+            f"{list_file}: the split file is missing; "
+            "expected splits/<split>/{train,eval,test}.txt listing one scenario per line."
         )
     scenarios = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
     count = 0
@@ -395,7 +416,9 @@ def _shapestacks_items(root: Path, split_dir: Path, list_name: str, limit: int |
             raise DataError(f"{folder}: no such folder; expected the recordings of scenario '{scenario}' ({where}).")
         rgbs = sorted(folder.glob("rgb-*-mono-0.png"))
         if not rgbs:
-            raise DataError(f"{folder}: holds no rgb-*-mono-0.png image; expected the renderings of '{scenario}' ({where}).")
+            raise DataError(
+                f"{folder}: holds no rgb-*-mono-0.png image; expected the renderings of '{scenario}' ({where})."
+            )
         for rgb in rgbs:
             if limit is not None and count >= limit:
                 return
@@ -445,15 +468,21 @@ def convert_shapestacks(
         batcher = _Batcher(writer, chunk_size)
         for list_name, group in _SHAPESTACKS_SPLITS:
             items = _shapestacks_items(root, split_dir, list_name, limit)
-            for rgb, iseg, scenario, where in tqdm(items, desc=f"shapestacks/{group}", unit=" images", disable=not progress):
+            for rgb, iseg, scenario, where in tqdm(
+                items, desc=f"shapestacks/{group}", unit=" images", disable=not progress
+            ):
                 image = np.asarray(_open_png(rgb, "RGB rendering").convert("RGB"))
                 hh, ww = image.shape[:2]
                 if min(hh, ww) < _SHAPESTACKS_CROP:
-                    raise DataError(f"{rgb}: image is {ww}×{hh}; expected at least 196×196 (ShapeStacks renders 224×224).")
+                    raise DataError(
+                        f"{rgb}: image is {ww}×{hh}; expected at least 196×196 (ShapeStacks renders 224×224)."
+                    )
                 labels = _shapestacks_labels(iseg, (hh, ww))
                 box = center_crop_box(hh, ww, _SHAPESTACKS_CROP)
                 small = crop_resize_masks(labels, box, image_size)
-                onehot = (small[None] == np.arange(SHAPESTACKS_NUM_CHANNELS, dtype=np.uint8)[:, None, None]).astype(np.uint8)
+                onehot = (
+                    small[None] == np.arange(SHAPESTACKS_NUM_CHANNELS, dtype=np.uint8)[:, None, None]
+                ).astype(np.uint8)
                 height, stable = _scenario_factors(scenario, where)
                 cam = _CAMERA.search(rgb.name)
                 camera = float(cam.group(1)) if cam else -1.0

@@ -131,7 +131,9 @@ class H5Writer:
     def __enter__(self) -> H5Writer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -173,7 +175,9 @@ class H5Writer:
             raise self._fail(split, f"images must be uint8 (B, H, W, 3), got {images.dtype} {images.shape}")
         b, h, w, _ = images.shape
         if masks.dtype != np.uint8 or masks.ndim != 4 or masks.shape[0] != b or masks.shape[2:] != (h, w):
-            raise self._fail(split, f"masks must be uint8 (B, K, H, W) = ({b}, K, {h}, {w}), got {masks.dtype} {masks.shape}")
+            raise self._fail(
+                split, f"masks must be uint8 (B, K, H, W) = ({b}, K, {h}, {w}), got {masks.dtype} {masks.shape}"
+            )
         if masks.size and masks.max() > 1:
             raise self._fail(split, "masks must hold only 0 and 1")
         k = masks.shape[1]
@@ -326,12 +330,15 @@ class H5SplitReader:
             layout, image_key = "emorl", "imgs"
         else:
             raise DataError(
-                f"{self.path}: split '{split}' has neither 'images' (lom_pyro layout) nor 'imgs' (EfficientMORL layout)."
+                f"{self.path}: split '{split}' has neither 'images' (lom_pyro layout) "
+                "nor 'imgs' (EfficientMORL layout)."
             )
         self.layout, self._image_key = layout, image_key
         images = g[image_key]
         if not isinstance(images, h5py.Dataset) or images.ndim != 4 or images.shape[-1] != 3:
-            raise self._bad(f"{split}/{image_key}", f"has shape {getattr(images, 'shape', None)}; expected (N, H, W, 3)")
+            raise self._bad(
+                f"{split}/{image_key}", f"has shape {getattr(images, 'shape', None)}; expected (N, H, W, 3)"
+            )
         n, h, w, _ = images.shape
         if layout == "lom" and images.dtype != np.uint8:
             raise self._bad(f"{split}/images", f"has dtype {images.dtype}; expected uint8")
@@ -345,9 +352,14 @@ class H5SplitReader:
         if not isinstance(masks, h5py.Dataset) or masks.ndim != ndim or (layout == "emorl" and masks.shape[-1] != 1):
             raise self._bad(f"{split}/masks", f"has shape {getattr(masks, 'shape', None)}; expected {expected}")
         if masks.shape[0] != n:
-            raise self._bad(f"{split}/masks", f"holds {masks.shape[0]} scenes but '{split}/{image_key}' holds {n}; expected the same number")
+            raise self._bad(
+                f"{split}/masks",
+                f"holds {masks.shape[0]} scenes but '{split}/{image_key}' holds {n}; expected the same number",
+            )
         if masks.shape[2:4] != (h, w):
-            raise self._bad(f"{split}/masks", f"has shape {masks.shape}; expected H, W = {h}, {w} as in '{split}/{image_key}'")
+            raise self._bad(
+                f"{split}/masks", f"has shape {masks.shape}; expected H, W = {h}, {w} as in '{split}/{image_key}'"
+            )
         if layout == "lom" and masks.dtype != np.uint8:
             raise self._bad(f"{split}/masks", f"has dtype {masks.dtype}; expected uint8")
         if masks.dtype.kind not in "uifb":
@@ -358,20 +370,28 @@ class H5SplitReader:
         if self._has_factors:
             fac = g["factors"]
             if not isinstance(fac, h5py.Dataset) or fac.ndim != 3 or fac.shape[:2] != (n, k):
-                raise self._bad(f"{split}/factors", f"has shape {getattr(fac, 'shape', None)}; expected (N, K, F) = ({n}, {k}, F)")
+                raise self._bad(
+                    f"{split}/factors", f"has shape {getattr(fac, 'shape', None)}; expected (N, K, F) = ({n}, {k}, F)"
+                )
             if fac.dtype.kind != "f" or (layout == "lom" and fac.dtype != np.float32):
                 raise self._bad(f"{split}/factors", f"has dtype {fac.dtype}; expected float32")
             factor_names = _names(_attr(f, g, "factor_names", ()))
             if layout == "emorl" or not factor_names:
                 factor_names = factor_names or tuple(f"factor_{i}" for i in range(fac.shape[2]))
             if len(factor_names) != fac.shape[2]:
-                raise self._bad(f"{split}/factors", f"has {fac.shape[2]} factors but the file names {len(factor_names)}: {factor_names}")
+                raise self._bad(
+                    f"{split}/factors",
+                    f"has {fac.shape[2]} factors but the file names {len(factor_names)}: {factor_names}",
+                )
         self._has_scene_factors = "scene_factors" in g
         scene_names: tuple[str, ...] | None = None
         if self._has_scene_factors:
             sf = g["scene_factors"]
             if not isinstance(sf, h5py.Dataset) or sf.ndim != 2 or sf.shape[0] != n or sf.dtype != np.float32:
-                raise self._bad(f"{split}/scene_factors", f"has shape {getattr(sf, 'shape', None)}; expected float32 (N, G) with N = {n}")
+                raise self._bad(
+                    f"{split}/scene_factors",
+                    f"has shape {getattr(sf, 'shape', None)}; expected float32 (N, G) with N = {n}",
+                )
             scene_names = _names(_attr(f, g, "scene_factor_names", ()))
             if len(scene_names) != sf.shape[1]:
                 scene_names = tuple(f"scene_factor_{i}" for i in range(sf.shape[1]))
@@ -381,7 +401,9 @@ class H5SplitReader:
         if self._crop:
             top, bottom, left, right = CLEVR_CROP
             if h < bottom or w < right:
-                raise self._bad(f"{split}/imgs", f"has {h}×{w} images; the CLEVR crop needs the uncropped 240×320 frames")
+                raise self._bad(
+                    f"{split}/imgs", f"has {h}×{w} images; the CLEVR crop needs the uncropped 240×320 frames"
+                )
             self._size = image_size or 96
             out_hw = (self._size, self._size)
         else:
@@ -391,10 +413,15 @@ class H5SplitReader:
         bg = background if background is not None else _attr(f, g, "background_channels", (0,))
         bg = tuple(int(c) for c in np.atleast_1d(bg))
         if any(not 0 <= c < k for c in bg):
-            raise DataError(f"{self.path}: background channels {bg} do not fit K = {k} mask channels of split '{split}'.")
+            raise DataError(
+                f"{self.path}: background channels {bg} do not fit K = {k} mask channels of split '{split}'."
+            )
         preprocessing = str(_attr(f, g, "preprocessing", ""))
         if self._crop:
-            preprocessing = f"EfficientMORL file; CLEVR crop rows 29:221 cols 64:256, resize to {self._size} (images bilinear, masks nearest)"
+            preprocessing = (
+                f"EfficientMORL file; CLEVR crop rows 29:221 cols 64:256, resize to {self._size} "
+                "(images bilinear, masks nearest)"
+            )
         return SplitInfo(
             path=self.path, split=split, layout=layout, dataset=name, num_scenes=n, image_size=out_hw,
             num_channels=k, background_channels=bg, factor_names=factor_names,
@@ -413,7 +440,9 @@ class H5SplitReader:
                 if not np.isfinite(img).all():
                     raise self._bad(key, f"scene {start + i} has NaN or infinite values; expected values in [0, 255]")
                 if img.min() < 0 or img.max() > 255:
-                    raise self._bad(key, f"scene {start + i} has values in [{img.min()}, {img.max()}]; expected [0, 255]")
+                    raise self._bad(
+                        key, f"scene {start + i} has values in [{img.min()}, {img.max()}]; expected [0, 255]"
+                    )
             raw = np.rint(raw).astype(np.uint8)
         if self._crop:
             raw = np.stack([crop_resize_image(img, CLEVR_CROP, self._size) for img in raw])
@@ -428,7 +457,11 @@ class H5SplitReader:
             top = m.max() if m.size else 0
             scale = 255 if top > 1 else 1
             if not ((m == 0) | (m == scale)).all():
-                raise self._bad(key, f"scene {start + i} has values other than 0 and {scale}; expected binary masks ({{0, 1}} or {{0, 255}})")
+                raise self._bad(
+                    key,
+                    f"scene {start + i} has values other than 0 and {scale}; "
+                    "expected binary masks ({0, 1} or {0, 255})",
+                )
             out[i] = m != 0
         if self._crop:
             out = crop_resize_masks(out, CLEVR_CROP, self._size)
@@ -439,7 +472,9 @@ class H5SplitReader:
         n = len(self)
         stop = start + 1 if stop is None else stop
         if not 0 <= start <= stop <= n:
-            raise IndexError(f"{self.path}: scenes {start}:{stop} out of range for split '{self.info.split}' with {n} scenes")
+            raise IndexError(
+                f"{self.path}: scenes {start}:{stop} out of range for split '{self.info.split}' with {n} scenes"
+            )
         g = self._group
         out = {
             "images": self._images(g[self._image_key][start:stop], start),

@@ -36,7 +36,8 @@ class DatasetPreset:
             raise ValueError(f"preset {self.name!r}: image_size and num_slots must be positive")
         if any(not 0 <= c < self.num_slots for c in self.background_channels):
             raise ValueError(
-                f"preset {self.name!r}: background_channels {self.background_channels} must lie in [0, {self.num_slots})"
+                f"preset {self.name!r}: background_channels {self.background_channels} "
+                f"must lie in [0, {self.num_slots})"
             )
 
     def with_image_size(self, image_size: int) -> DatasetPreset:

@@ -129,8 +129,8 @@ class GECO(nn.Module):
     the batch-mean negative log-likelihood of the group's observation sites and ``KL_g``
     the batch-mean of its (free-bits) KL terms; groups without a goal contribute the
     plain negative ELBO (batch mean). The constraint measures the error without the
-    sites' ``poutine.scale`` weights (EMORL weighs its final image by ``w_I``). The multipliers update after each call in
-    ``.train()`` mode (not in ``.eval()``).
+    sites' ``poutine.scale`` weights (EMORL weighs its final image by ``w_I``). The multipliers update after each
+    call in ``.train()`` mode (not in ``.eval()``).
 
     Usable as ``loss=`` of :class:`pyro.infer.SVI` (it is a callable returning a
     differentiable loss) and directly with torch optimisers::

@@ -175,7 +175,8 @@ class LOM(PyroModule):
 
         module, info = load_pretrained(name_or_path, device)
         if not isinstance(module, cls):
-            raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, not a {cls.__name__}")
+            raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, "
+                             f"not a {cls.__name__}")
         module.pretrained_info = info
         return module
 

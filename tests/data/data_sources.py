@@ -53,7 +53,9 @@ def write_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, format="PNG")
 
 
-def make_shapestacks(root: Path, rng: np.random.Generator, size: int = 224) -> dict[str, list[tuple[np.ndarray, np.ndarray, str, int]]]:
+def make_shapestacks(
+    root: Path, rng: np.random.Generator, size: int = 224
+) -> dict[str, list[tuple[np.ndarray, np.ndarray, str, int]]]:
     """A fake ShapeStacks tree; returns split -> [(rgb, labels, scenario, camera)] in file order."""
     scenarios = {
         "train": ["env_ccs-easy-h=2-vcom=0-vpsf=0-v=1", "env_ccs-hard-h=4-vcom=1-vpsf=0-v=2"],

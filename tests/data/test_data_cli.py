@@ -16,14 +16,19 @@ from lom_pyro.data.tfrecord import write_tfrecord
 def test_convert_objects_room(tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]) -> None:
     src, dst = tmp_path / "or.tfrecords", tmp_path / "or.h5"
     write_tfrecord(src, [objects_room_example(rng, 4) for _ in range(3)], gzip=True)
-    assert main(["convert", "objects-room", str(src), str(dst), "--variant", "empty_room", "--limit", "2", "--quiet"]) == 0
+    assert main(
+        ["convert", "objects-room", str(src), str(dst), "--variant", "empty_room", "--limit", "2", "--quiet"]
+    ) == 0
     assert "test: 2" in capsys.readouterr().out
     assert read_split(dst, "test")["masks"].shape == (2, 4, 64, 64)
 
 
 def test_convert_shapestacks(tmp_path: Path, rng: np.random.Generator) -> None:
     make_shapestacks(tmp_path / "ss", rng)
-    assert main(["convert", "shapestacks", str(tmp_path / "ss"), str(tmp_path / "s.h5"), "--split", "default", "--limit", "1", "--quiet"]) == 0
+    assert main(
+        ["convert", "shapestacks", str(tmp_path / "ss"), str(tmp_path / "s.h5"),
+         "--split", "default", "--limit", "1", "--quiet"]
+    ) == 0
     assert read_split(tmp_path / "s.h5", "val")["images"].shape == (1, 64, 64, 3)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_sources import CLEVR_E, clevr_example, make_shapestacks, objects_room_example, write_png
+from data_sources import clevr_example, make_shapestacks, objects_room_example, write_png
 from PIL import Image
 
 from lom_pyro.data import convert_clevr6, convert_objects_room, convert_shapestacks, read_split
@@ -17,8 +17,12 @@ from lom_pyro.data.tfrecord import write_tfrecord
 # ----------------------------------------------------------------------------- Objects Room
 
 
-@pytest.mark.parametrize(("variant", "k", "compress"), [("train", 7, True), ("empty_room", 4, False), ("six_objects", 10, True)])
-def test_objects_room_round_trip(tmp_path: Path, rng: np.random.Generator, variant: str, k: int, compress: bool) -> None:
+@pytest.mark.parametrize(
+    ("variant", "k", "compress"), [("train", 7, True), ("empty_room", 4, False), ("six_objects", 10, True)]
+)
+def test_objects_room_round_trip(
+    tmp_path: Path, rng: np.random.Generator, variant: str, k: int, compress: bool
+) -> None:
     src, dst = tmp_path / "or.tfrecords", tmp_path / "or.h5"
     records = [objects_room_example(rng, k) for _ in range(5)]
     write_tfrecord(src, records, gzip=compress)
@@ -102,14 +106,19 @@ def test_clevr6_filter_packing_and_factors(tmp_path: Path, rng: np.random.Genera
         order = [0, *np.flatnonzero(rec["visibility"][1:] > 0.5) + 1]
         assert len(order) == n + 1
         expected = np.stack(
-            [rec[k].astype(np.float32) for k in ("x", "y", "z", "rotation", "size", "material", "shape", "color", "visibility")],
+            [
+                rec[k].astype(np.float32)
+                for k in ("x", "y", "z", "rotation", "size", "material", "shape", "color", "visibility")
+            ],
             axis=-1,
         )[order]
         np.testing.assert_array_equal(got_f[: n + 1], expected)
         np.testing.assert_array_equal(got_f[n + 1 :], 0)
         np.testing.assert_array_equal(got_m[n + 1 :], 0)
     with __import__("h5py").File(dst) as f:
-        assert tuple(f.attrs["factor_names"]) == ("x", "y", "z", "rotation", "size", "material", "shape", "color", "visibility")
+        assert tuple(f.attrs["factor_names"]) == (
+            "x", "y", "z", "rotation", "size", "material", "shape", "color", "visibility"
+        )
         assert "sum(visibility) <= 7" in f.attrs["preprocessing"]
 
 
@@ -121,7 +130,8 @@ def test_clevr6_crop_geometry(tmp_path: Path, rng: np.random.Generator, size: in
     top, left = 29 + scale * r, 64 + scale * c
     rec = clevr_example(rng, 1, boxes=[(top, top + scale, left, left + scale)])
     rec["image"][:] = 0
-    rec["image"][top - 2 * scale : top + 3 * scale, left - 2 * scale : left + 3 * scale] = (255, 0, 0)  # wide, for bilinear
+    # wide, for bilinear
+    rec["image"][top - 2 * scale : top + 3 * scale, left - 2 * scale : left + 3 * scale] = (255, 0, 0)
     src, dst = tmp_path / "c.tfrecords", tmp_path / "c.h5"
     write_tfrecord(src, [rec])
     convert_clevr6(src, dst, size=size, progress=False)
@@ -204,7 +214,9 @@ def test_shapestacks_missing_split_file(tmp_path: Path, rng: np.random.Generator
     (root / "splits" / "default" / "eval.txt").unlink()
     dst = tmp_path / "ss.h5"
     dst.write_bytes(b"precious")
-    with pytest.raises(DataError, match=r"eval\.txt: the split file is missing; expected splits/<split>/\{train,eval,test\}\.txt"):
+    with pytest.raises(
+        DataError, match=r"eval\.txt: the split file is missing; expected splits/<split>/\{train,eval,test\}\.txt"
+    ):
         convert_shapestacks(root, dst, progress=False)
     assert dst.read_bytes() == b"precious"
 
@@ -214,7 +226,9 @@ def test_shapestacks_unreadable_png(tmp_path: Path, rng: np.random.Generator) ->
     make_shapestacks(root, rng)
     victim = sorted((root / "recordings").glob("*/rgb-*cam_12-mono-0.png"))[0]
     victim.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DataError, match=rf"{victim.name}: cannot be read as an image .*; expected the RGB rendering as PNG data\."):
+    with pytest.raises(
+        DataError, match=rf"{victim.name}: cannot be read as an image .*; expected the RGB rendering as PNG data\."
+    ):
         convert_shapestacks(root, tmp_path / "ss.h5", progress=False)
 
 

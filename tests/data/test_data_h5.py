@@ -36,7 +36,9 @@ def test_writer_round_trip_and_attributes(tmp_path: Path, rng: np.random.Generat
     with H5SplitReader(path, "test") as r:
         info = r.info
         np.testing.assert_array_equal(r[1]["masks"], test[1][1])
-    assert (info.layout, info.dataset, info.num_scenes, info.image_size, info.num_channels) == ("lom", "demo", 2, (8, 8), 3)
+    assert (info.layout, info.dataset, info.num_scenes, info.image_size, info.num_channels) == (
+        "lom", "demo", 2, (8, 8), 3
+    )
     assert info.factor_names == ("a", "b") and info.background_channels == (0,) and info.preprocessing == "none"
     assert set(list_splits(path)) == {"train", "test"}
     with h5py.File(path) as f:
@@ -86,8 +88,14 @@ def _lom_file(path: Path, **overrides: np.ndarray | None) -> None:
         ({"images": np.zeros((4, 8, 8, 3), np.float32)}, r"'train/images' has dtype float32; expected uint8\."),
         ({"masks": np.zeros((5, 3, 8, 8), np.uint8)}, r"'train/masks' holds 5 scenes but 'train/images' holds 4"),
         ({"masks": np.zeros((4, 3, 8, 9), np.uint8)}, r"'train/masks' has shape \(4, 3, 8, 9\); expected H, W = 8, 8"),
-        ({"masks": np.zeros((4, 3, 8, 8, 1), np.uint8)}, r"'train/masks' has shape \(4, 3, 8, 8, 1\); expected \(N, K, H, W\)\."),
-        ({"factors": np.zeros((4, 2, 2), np.float32)}, r"'train/factors' has shape \(4, 2, 2\); expected \(N, K, F\) = \(4, 3, F\)\."),
+        (
+            {"masks": np.zeros((4, 3, 8, 8, 1), np.uint8)},
+            r"'train/masks' has shape \(4, 3, 8, 8, 1\); expected \(N, K, H, W\)\.",
+        ),
+        (
+            {"factors": np.zeros((4, 2, 2), np.float32)},
+            r"'train/factors' has shape \(4, 2, 2\); expected \(N, K, F\) = \(4, 3, F\)\.",
+        ),
         ({"factors": np.zeros((4, 3, 2), np.float64)}, r"'train/factors' has dtype float64; expected float32\."),
     ],
 )
@@ -157,7 +165,9 @@ def test_emorl_clevr_is_cropped_and_resized(tmp_path: Path, rng: np.random.Gener
     _emorl_file(path, images, masks)
     data = read_split(path, "train", dataset="clevr6")
     assert data["images"].shape == (2, 96, 96, 3) and data["masks"].shape == (2, 3, 96, 96)
-    expected = np.asarray(Image.fromarray(images[0]).crop((64, 29, 256, 221)).resize((96, 96), Image.Resampling.BILINEAR))
+    expected = np.asarray(
+        Image.fromarray(images[0]).crop((64, 29, 256, 221)).resize((96, 96), Image.Resampling.BILINEAR)
+    )
     np.testing.assert_array_equal(data["images"][0], expected)
     np.testing.assert_array_equal(np.argwhere(data["masks"][0, 1]), [[20, 30], [20, 31], [21, 30], [21, 31]])
     small = read_split(path, "train", dataset="clevr6", image_size=64)
@@ -168,7 +178,10 @@ def test_emorl_clevr_is_cropped_and_resized(tmp_path: Path, rng: np.random.Gener
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [(np.nan, r"scene 1 has NaN or infinite values; expected values in \[0, 255\]"), (300.0, r"scene 1 has values in \[0\.0, 300\.0\]; expected \[0, 255\]")],
+    [
+        (np.nan, r"scene 1 has NaN or infinite values; expected values in \[0, 255\]"),
+        (300.0, r"scene 1 has values in \[0\.0, 300\.0\]; expected \[0, 255\]"),
+    ],
 )
 def test_emorl_bad_image_values(tmp_path: Path, rng: np.random.Generator, value: float, message: str) -> None:
     images, masks, _ = _scenes(rng, 3)

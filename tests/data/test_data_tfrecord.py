@@ -166,7 +166,7 @@ def test_truncated_record(tmp_path: Path, cut: int) -> None:
     write_tfrecord(path, [b"a" * 40, b"b" * 40])
     first = 12 + 40 + 4
     path.write_bytes(path.read_bytes()[: first + cut])
-    with pytest.raises(TFRecordError, match=rf"cut\.tfrecords: record 1 is truncated"):
+    with pytest.raises(TFRecordError, match=r"cut\.tfrecords: record 1 is truncated"):
         list(iter_records(path))
 
 
