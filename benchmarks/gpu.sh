@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device checks, as one prepared run on a lent GPU machine (H100/H200, ~9 minutes):
 #   1. GPU facts and versions;
-#   2. benchmarks/train_step.py on the GPU (EMORL alone vs LOM-EMORL, the reference's setting);
+#   2. benchmarks/train_step.py on the GPU (EMORL alone vs LOM-EMORL, the reference's setting),
+#      then LOM-EMORL in fp32/bf16 x eager/compiled at batch 32;
 #   3. benchmarks/decomposition.py: the quickstart variants trained concurrently on the GPU
 #      for SWEEP_MINUTES each, held-out ARI-FG / structure accuracy every 500 steps;
 #   4. meanwhile tests/test_cuda.py (CPU vs CUDA numbers) and the whole test suite under the
@@ -34,6 +35,10 @@ python3 -c "import torch, pyro, sys; print('python', sys.version.split()[0], '| 
 echo "== 2. train step on $DEVICE (64x64, K=7, L=3, I=3)"
 timeout 200 python3 benchmarks/train_step.py --device "$DEVICE" --batches 8 32 --reps "$BENCH_REPS" \
   --threads 4 --out "$OUT/train_step.json"
+
+echo "== 2b. LOM-EMORL at batch 32: fp32 vs bf16 autocast, eager vs compiled networks (target >= 30 steps/s)"
+timeout 420 python3 benchmarks/train_step.py --device "$DEVICE" --speed-variants --batches 32 --reps 20 \
+  --warmup 5 --threads 4 --out "$OUT/train_step_speed_variants.json"
 
 echo "== 3. decomposition sweep, $SWEEP_MINUTES min per variant, concurrently"
 rm -rf "$SWEEP_DIR"

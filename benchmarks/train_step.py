@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}}
 
 
-def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu") -> dict:
+def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu", amp: str = "off",
+          compiled: bool = False, warmup: int = 1) -> dict:
     import pyro
     import torch
 
@@ -44,13 +45,21 @@ def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu") -
     module, objective = build(config)
     module.to(device)
     objective.to(device)
+    if amp != "off":
+        from lom_pyro.training.speed import AMP_DTYPES, autocast_networks
+
+        autocast_networks(module, AMP_DTYPES[amp], torch.device(device).type)
+    if compiled:
+        from lom_pyro.training.speed import compile_networks
+
+        compile_networks(module)
     model, guide = programs(module)
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-4, foreach=True)
     x = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = []
-    for _ in range(reps + 1):
+    for _ in range(reps + warmup):
         sync()
         start = time.perf_counter()
         loss, _ = objective.compute(model, guide, x)
@@ -64,8 +73,27 @@ def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu") -
         peak_gb = torch.cuda.max_memory_allocated() / 1024 ** 3
     else:
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    return {"model": kind, "batch": batch, "device": device, "s_per_step": statistics.median(times[1:]),
-            "steps": times[1:], "peak_gb": peak_gb}
+    return {"model": kind, "batch": batch, "device": device, "amp": amp, "compile": compiled,
+            "s_per_step": statistics.median(times[warmup:]), "steps": times[warmup:], "peak_gb": peak_gb}
+
+
+def speed_variants(args: argparse.Namespace) -> dict:
+    """LOM-EMORL steps/s per batch for (fp32 | bf16) × (eager | compiled), one child each."""
+    rows = []
+    for batch in args.batches:
+        for amp, compiled in (("off", False), ("bf16", False), ("off", True), ("bf16", True)):
+            cmd = [sys.executable, __file__, "--child", "lom-emorl", str(batch), "--reps", str(args.reps),
+                   "--threads", str(args.threads), "--device", args.device, "--amp", amp, "--warmup",
+                   str(args.warmup), *(["--compile"] if compiled else [])]
+            rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+            r = rows[-1]
+            print(f"  batch {batch:>3} amp {amp:<4} compiled {compiled!s:<5}: {r['s_per_step'] * 1e3:8.1f} ms/step "
+                  f"= {1 / r['s_per_step']:6.1f} steps/s, {r['peak_gb']:.2f} GB", flush=True)
+    result = {"benchmark": "train_step_speed_variants", "setting": "64x64, K=7, Dz=64, Ds=128, L=3, I=3",
+              "device": args.device, "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,11 +103,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--speed-variants", action="store_true",
+                        help="LOM-EMORL only, fp32 vs bf16 autocast and eager vs compiled networks (for a GPU)")
+    parser.add_argument("--amp", default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=1, help="steps before timing (compiled: use several)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads, args.device)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads, args.device, args.amp,
+                               args.compile, args.warmup)))
         return {}
+    if args.speed_variants:
+        return speed_variants(args)
     rows = []
     for batch in args.batches:
         for kind in ("emorl", "lom-emorl"):
@@ -88,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
             print(f"  {kind:<10} batch {batch:>3}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['peak_gb']:.2f} GB",
                   flush=True)
-    print(f"\n{'batch':>5} {'EMORL s':>9} {'LOM s':>9} {'ratio':>7} {'EMORL GB':>9} {'LOM GB':>8} {'ref s':>7} {'ref GB':>7}")
+    print(f"\n{'batch':>5} {'EMORL s':>9} {'LOM s':>9} {'ratio':>7} {'EMORL GB':>9} {'LOM GB':>8} "
+          f"{'ref s':>7} {'ref GB':>7}")
     table = []
     for batch in args.batches:
         e, l = [r for r in rows if r["batch"] == batch]
