@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv            # a traceback instead of the one-line error
     argv = [a for a in argv if a != "--debug"]
     args = _build_parser(argv).parse_args(argv)
-    args.debug = debug
     mod = importlib.import_module(COMMANDS[args.command][0])
     runner = getattr(mod, f"run_{args.command}", None) or mod.run
     try:
