@@ -1,16 +1,18 @@
-"""Training-step time and peak memory: EMORL alone vs LOM-EMORL (issue: LOM-EMORL speed bar).
+"""Training-step time and peak memory: an orderless model alone vs the LOM on top of it.
 
-The reference's setting, so the two compare: 64×64, K = 7, Dz = 64, Ds = 128, L = 3,
-I = 3, CPU with 2 threads, batch 8 and 32. Each (model, batch) runs in its own child
-process (peak RSS is per process), warm-up step first, then the median of ``--reps``
-steps; the two models alternate per batch size. Targets: LOM-EMORL ≤ 1.3× EMORL alone;
-EMORL alone at batch 8 well under the reference implementation's 12.9 s/step and 3.1 GB
-(measured on this machine; aim for half).
+The references' settings, so the numbers compare: EMORL (default) at 64×64, K = 7, Dz = 64,
+Ds = 128, L = 3, I = 3; GENESIS-v2 (``--orderless genesis_v2``) at 64×64, K = 9 (ShapeStacks),
+F = Dz = 64, Ds = 128, Gaussian σ = 0.7. CPU with 2 threads, batch 8 and 32. Each (model,
+batch) runs in its own child process (peak RSS is per process), warm-up step first, then the
+median of ``--reps`` steps; the two models alternate per batch size. Targets: the LOM ≤ 1.3×
+its orderless model alone; EMORL alone at batch 8 well under the reference implementation's
+12.9 s/step and 3.1 GB; LOM-GENv2-G ≤ 0.5× the authors' SRI code (2.26 / 11.3 s at batch
+8 / 32; their GENESIS-v2 alone 1.52 / 8.55 s), all measured on this machine.
 
-    python benchmarks/train_step.py [--batches 8 32] [--reps 3]
+    python benchmarks/train_step.py [--batches 8 32] [--reps 3] [--orderless genesis_v2]
     python benchmarks/train_step.py --device cuda --batches 8 32 64 --reps 20   # GPU: peak = CUDA allocator peak
 
-Writes ``benchmarks/results/train_step.json``.
+Writes ``benchmarks/results/train_step.json`` (``train_step_genesis_v2.json``).
 """
 
 from __future__ import annotations
@@ -26,23 +28,45 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}}
+#: the reference implementations on this machine (shared/anchors-models.md): the orderless
+#: model's own code, and for GENESIS-v2 the authors' SRI (their LOM on GENESIS-v2)
+REFERENCE = {"emorl": {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}},
+             "genesis_v2": {8: {"s_per_step": 1.52, "peak_gb": 1.3, "sri_s_per_step": 2.26, "sri_peak_gb": 1.8},
+                            32: {"s_per_step": 8.55, "peak_gb": 3.6, "sri_s_per_step": 11.3, "sri_peak_gb": 4.6}}}
+SETTINGS = {"emorl": "64x64, K=7, Dz=64, Ds=128, L=3, I=3", "genesis_v2": "64x64, K=9, F=Dz=64, Ds=128, sigma=0.7"}
+
+
+def benchmark_config(kind: str, batch: int, lom_decoder: dict | None = None, lom_kwargs: dict | None = None,
+                     likelihood: str | None = None):
+    """The config of ``kind`` = ``[lom-]emorl`` or ``[lom-]genesis_v2`` at the reference's setting;
+    ``lom_decoder``: options of a LOM decoder differing from the orderless model's; ``lom_kwargs``
+    added to the preset's (e.g. ``{"variant": "sri"}``); ``likelihood``: both models'."""
+    from lom_pyro.training import config_from_preset
+
+    orderless = kind.removeprefix("lom-")
+    lom = dict(lom=kind.startswith("lom-"), batch_size=batch, lom_decoder=lom_decoder or {}, likelihood=likelihood)
+    if lom_kwargs:
+        preset = config_from_preset("objects_room" if orderless == "emorl" else "shapestacks", orderless=orderless)
+        lom["lom_kwargs"] = {**preset.lom_kwargs, **lom_kwargs}
+    if orderless == "emorl":
+        return config_from_preset("objects_room", orderless_kwargs=dict(num_slots=7, refinement_steps=3, sigma=0.7),
+                                  **lom)
+    return config_from_preset("shapestacks", orderless="genesis_v2", **lom)
 
 
 def child(kind: str, batch: int, reps: int, threads: int, device: str = "cpu", amp: str = "off",
-          compiled: bool = False, warmup: int = 1) -> dict:
+          compiled: bool = False, warmup: int = 1, lom_decoder: dict | None = None, lom_kwargs: dict | None = None,
+          likelihood: str | None = None) -> dict:
     import pyro
     import torch
 
     from lom_pyro.models import programs
-    from lom_pyro.training import build, config_from_preset
+    from lom_pyro.training import build
 
     torch.set_num_threads(threads)
     pyro.enable_validation(False)
     torch.manual_seed(0)
-    config = config_from_preset("objects_room", lom=(kind == "lom-emorl"), batch_size=batch,
-                                orderless_kwargs=dict(num_slots=7, refinement_steps=3, sigma=0.7))
-    module, objective = build(config)
+    module, objective = build(benchmark_config(kind, batch, lom_decoder, lom_kwargs, likelihood))
     module.to(device)
     objective.to(device)
     if amp != "off":
@@ -89,7 +113,7 @@ def speed_variants(args: argparse.Namespace) -> dict:
             r = rows[-1]
             print(f"  batch {batch:>3} amp {amp:<4} compiled {compiled!s:<5}: {r['s_per_step'] * 1e3:8.1f} ms/step "
                   f"= {1 / r['s_per_step']:6.1f} steps/s, {r['peak_gb']:.2f} GB", flush=True)
-    result = {"benchmark": "train_step_speed_variants", "setting": "64x64, K=7, Dz=64, Ds=128, L=3, I=3",
+    result = {"benchmark": "train_step_speed_variants", "setting": SETTINGS["emorl"],
               "device": args.device, "date": time.strftime("%Y-%m-%d"), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
@@ -108,35 +132,50 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--amp", default="off", help=argparse.SUPPRESS)
     parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=1, help="steps before timing (compiled: use several)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
+    parser.add_argument("--orderless", default="emorl", choices=sorted(SETTINGS))
+    parser.add_argument("--lom-decoder", type=json.loads, default={},
+                        help='options of a LOM decoder differing from the orderless one, e.g. \'{"hidden": 32}\'')
+    parser.add_argument("--lom-kwargs", type=json.loads, default={},
+                        help='added to the preset\'s LOM options, e.g. \'{"variant": "sri"}\' for the SRI networks')
+    parser.add_argument("--likelihood", choices=["gaussian", "mog"], default=None, help="both models' likelihood")
+    parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_step[_MODEL].json)")
     args = parser.parse_args(argv)
+    suffix = "" if args.orderless == "emorl" else f"_{args.orderless}"
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / f"train_step{suffix}.json")
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.reps, args.threads, args.device, args.amp,
-                               args.compile, args.warmup)))
+                               args.compile, args.warmup, args.lom_decoder, args.lom_kwargs, args.likelihood)))
         return {}
     if args.speed_variants:
         return speed_variants(args)
     rows = []
+    alone, lom = args.orderless, f"lom-{args.orderless}"
     for batch in args.batches:
-        for kind in ("emorl", "lom-emorl"):
+        for kind in (alone, lom):
             cmd = [sys.executable, __file__, "--child", kind, str(batch), "--reps", str(args.reps),
-                   "--threads", str(args.threads), "--device", args.device]
+                   "--threads", str(args.threads), "--device", args.device,
+                   "--lom-decoder", json.dumps(args.lom_decoder), "--lom-kwargs", json.dumps(args.lom_kwargs),
+                   *(["--likelihood", args.likelihood] if args.likelihood else [])]
             rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-            print(f"  {kind:<10} batch {batch:>3}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['peak_gb']:.2f} GB",
+            print(f"  {kind:<14} batch {batch:>3}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['peak_gb']:.2f} GB",
                   flush=True)
-    print(f"\n{'batch':>5} {'EMORL s':>9} {'LOM s':>9} {'ratio':>7} {'EMORL GB':>9} {'LOM GB':>8} "
-          f"{'ref s':>7} {'ref GB':>7}")
+    print(f"\n{'batch':>5} {'alone s':>9} {'LOM s':>9} {'ratio':>7} {'alone GB':>9} {'LOM GB':>8} "
+          f"{'ref s':>7} {'ref GB':>7} {'LOM/SRI':>8}")
     table = []
     for batch in args.batches:
         e, l = [r for r in rows if r["batch"] == batch]
-        ref = REFERENCE.get(batch, {}) if args.device == "cpu" else {}
-        table.append({"batch": batch, "emorl_s": e["s_per_step"], "lom_emorl_s": l["s_per_step"],
-                      "ratio": l["s_per_step"] / e["s_per_step"], "emorl_gb": e["peak_gb"],
-                      "lom_emorl_gb": l["peak_gb"], "reference_emorl": ref})
+        ref = REFERENCE[args.orderless].get(batch, {}) if args.device == "cpu" else {}
+        table.append({"batch": batch, f"{alone}_s": e["s_per_step"], f"{lom}_s": l["s_per_step"],
+                      "ratio": l["s_per_step"] / e["s_per_step"], f"{alone}_gb": e["peak_gb"],
+                      f"{lom}_gb": l["peak_gb"], "reference": ref})
+        if "sri_s_per_step" in ref:
+            table[-1]["lom_over_sri"] = l["s_per_step"] / ref["sri_s_per_step"]
         print(f"{batch:>5} {e['s_per_step']:>9.4f} {l['s_per_step']:>9.4f} {table[-1]['ratio']:>7.2f} "
-              f"{e['peak_gb']:>9.2f} {l['peak_gb']:>8.2f} {ref.get('s_per_step', float('nan')):>7.1f} "
-              f"{ref.get('peak_gb', float('nan')):>7.1f}")
-    result = {"benchmark": "train_step", "setting": "64x64, K=7, Dz=64, Ds=128, L=3, I=3", "threads": args.threads,
+              f"{e['peak_gb']:>9.2f} {l['peak_gb']:>8.2f} {ref.get('s_per_step', float('nan')):>7.2f} "
+              f"{ref.get('peak_gb', float('nan')):>7.1f} {table[-1].get('lom_over_sri', float('nan')):>8.2f}")
+    result = {"benchmark": "train_step", "setting": SETTINGS[args.orderless], "lom_decoder": args.lom_decoder,
+              "lom_kwargs": args.lom_kwargs, "likelihood": args.likelihood,
+              "threads": args.threads,
               "device": args.device,
               "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows, "table": table}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

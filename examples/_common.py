@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None, description: str, *, steps: int, batch_si
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--image-size", type=int, default=image_size,
                         help="procedural scenes' size (>= 32); with --data the file's size is used")
-    parser.add_argument("--small", action="store_true", help="EMORL's CPU setting and Ds = 32, for CPU runs")
+    parser.add_argument("--small", action="store_true",
+                        help="the orderless model's CPU setting and Ds = 32, for CPU runs")
     parser.add_argument("--out", default=out, help="folder for checkpoint.pt and samples.png")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +73,8 @@ def _forever(loader: DataLoader) -> Iterator[Tensor]:
 
 
 def image_batches(args: argparse.Namespace, procedural: str) -> tuple[Iterator[Tensor], int]:
-    """Endless batches ``(B, 3, H, W)`` in [-1, 1] (EMORL's range, A.4.1) and their size H."""
+    """Endless batches ``(B, 3, H, W)`` in [-1, 1] (EMORL's range, A.4.1; GENESIS-v2 maps them
+    to its [0, 1] itself) and their size H."""
     if args.data:
         data = SceneDataset(args.data, split="train", value_range=(-1, 1), masks=False, factors=False)
         loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True)

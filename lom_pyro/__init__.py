@@ -8,11 +8,11 @@ from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models import LOM
 from lom_pyro.ops import greedy_match, hungarian_match, slerp
-from lom_pyro.orderless import EMORL, OrderlessModel, SlotPosterior, standalone
+from lom_pyro.orderless import EMORL, GenesisV2, OrderlessModel, SlotPosterior, standalone
 from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
 
 __all__ = [
-    "LOM", "EMORL", "LOMELBO", "GECO", "GECOConfig",
+    "LOM", "EMORL", "GenesisV2", "LOMELBO", "GECO", "GECOConfig",
     "align", "order_aware_scale", "stop_gradient",
     "greedy_match", "hungarian_match", "slerp",
     "OrderlessModel", "SlotPosterior", "standalone",

@@ -55,7 +55,7 @@ def _check_outputs(out: Path, initial: dict[str, torch.Tensor]) -> dict[str, tor
     return trained
 
 
-@pytest.mark.parametrize("name", ["objects_room", "clevr6", "shapestacks", "custom_prior"])
+@pytest.mark.parametrize("name", ["objects_room", "clevr6", "shapestacks", "shapestacks_genesis_v2", "custom_prior"])
 def test_example_trains_on_procedural_scenes_and_writes_checkpoint_and_samples(name, example, tmp_path, capsys):
     script = example(name)
     initial = _initial_parameters(script, 32)
@@ -68,12 +68,15 @@ def test_example_trains_on_procedural_scenes_and_writes_checkpoint_and_samples(n
         assert "prior predictive: s (3, 4, 1, 32), z (3, 4, 6, 32), x (3, 4, 1, 3, 32, 32)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["objects_room", "clevr6", "shapestacks"])
-def test_paper_script_builds_the_model_and_objective_of_the_library_preset(name, example):
+@pytest.mark.parametrize("name,preset,orderless", [("objects_room", "objects_room", "emorl"),
+                                                   ("clevr6", "clevr6", "emorl"),
+                                                   ("shapestacks", "shapestacks", "emorl"),
+                                                   ("shapestacks_genesis_v2", "shapestacks", "genesis_v2")])
+def test_paper_script_builds_the_model_and_objective_of_the_library_preset(name, preset, orderless, example):
     torch.manual_seed(0)
     lom, geco = example(name).build(64, False)
     torch.manual_seed(0)
-    preset_lom, preset_geco = build(config_from_preset(name))
+    preset_lom, preset_geco = build(config_from_preset(preset, orderless=orderless))
     assert lom.state_dict().keys() == preset_lom.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(lom.state_dict().values(), preset_lom.state_dict().values()))
     assert {k: s.config for k, s in geco.states.items()} == {k: s.config for k, s in preset_geco.states.items()}

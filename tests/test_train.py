@@ -27,21 +27,39 @@ def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     assert metrics["structure_accuracy_data"] >= 0.95
     payload = load_checkpoint(out / "checkpoint.pt")
     assert payload["step"] == 3 and payload["optimiser"]["state"]
+    # single tensors may not move in 3 steps: EMORL's gain-0.02 init gives query/key gradients
+    # ~1e-15, and a GRU run once from a zero state never uses its hidden weights
+    expected_still = ("orderless.refine.gru", "orderless.attention.to_q", "orderless.attention.to_k")
+    frozen = [g for g in still_groups(out) if g not in expected_still]
+    assert not frozen, f"parameter groups not trained: {frozen}"
+
+
+def still_groups(out) -> list[str]:
+    """The parameter groups (modules owning parameters directly) of a 3-step run in ``out``
+    that did not move from their initial values."""
     trained, config = load_trained(str(out / "checkpoint.pt"))
     assert config.steps == 3
     torch.manual_seed(config.seed)
     initial, _ = build(config)
     before = dict(initial.named_parameters())
-    # every parameter group (a module owning parameters directly) moved; single tensors may
-    # not in 3 steps: EMORL's gain-0.02 init gives query/key gradients ~1e-15, and a GRU
-    # run once from a zero state never uses its hidden weights
     groups: dict[str, bool] = {}
     for name, p in trained.named_parameters():
         group = name.rsplit(".", 1)[0]
         groups[group] = groups.get(group, False) or not torch.equal(p, before[name])
-    expected_still = ("orderless.refine.gru", "orderless.attention.to_q", "orderless.attention.to_k")
-    frozen = [g for g, moved in groups.items() if not moved and g not in expected_still]
-    assert not frozen, f"parameter groups not trained: {frozen}"
+    return [g for g, moved in groups.items() if not moved]
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "mog"])
+def test_cli_trains_lom_genesis_v2_and_every_parameter_group(tmp_path, likelihood):
+    out = tmp_path / "run"
+    assert main(["train", "--orderless", "genesis_v2", "--likelihood", likelihood, *TINY, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    # the GENESIS-v2 variant of the quickstart preset
+    assert config["orderless"] == "genesis_v2" and config["orderless_kwargs"]["feature_dim"] == 32
+    trained, _ = load_trained(str(out / "checkpoint.pt"))
+    kind = {"gaussian": "gaussian", "mog": "mixture"}[likelihood]
+    assert trained.likelihood == trained.orderless.likelihood == kind
+    assert not still_groups(out), "every parameter group of LOM-GENv2 trains"
 
 
 def test_two_stage_training_freezes_the_orderless_model(tmp_path):
@@ -207,3 +225,16 @@ def test_scalars_and_figures_also_go_to_tensorboard(tmp_path):
     assert {"train/err/x", "train/kl/x", "train/beta/x_orderless"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/err/x")] == [0, 2]
     assert [e.step for e in events.Images("figures")] == [0, 2]
+
+
+@pytest.mark.parametrize("preset,goal,slots", [("objects_room", -0.353, 7), ("shapestacks", -0.353, 9),
+                                               ("clevr6", -0.356, 7)])
+def test_genesis_v2_presets_carry_the_papers_lom_genv2_settings(preset, goal, slots):
+    # A.4.1-A.4.2: Adam 1e-4 without a schedule, Gaussian sigma 0.7, GECO step 1e-6
+    config = config_from_preset(preset, orderless="genesis_v2")
+    assert (config.lr, config.warmup, config.decay_every, config.geco_step_size) == (1e-4, 0, 0, 1e-6)
+    assert config.goal == config.orderless_goal == goal and config.batch_size == 32
+    assert config.orderless_kwargs == {"num_slots": slots, "sigma": 0.7}
+    assert config_from_preset(preset).orderless == "emorl"
+    with pytest.raises(ValueError, match="likelihood"):
+        config_from_preset(preset, orderless="genesis_v2", likelihood="poisson")

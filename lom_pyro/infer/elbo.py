@@ -6,7 +6,9 @@ orderless VAE's sites and the LOM's, so this is the sum of both ELBOs (design.md
 
 * KLs are analytic where ``kl_divergence`` is registered (TraceMeanField-style, using
   the guide site's scale and mask) and Monte-Carlo otherwise (e.g. a mixture scene
-  prior) with ``kl_samples`` draws.
+  prior) with ``kl_samples`` draws. A prior with a ``conditional(value)`` method (an
+  autoregressive slot prior, :class:`~lom_pyro.models.lom.AutoregressiveSlots`) is first
+  conditioned on the guide's sample: ``Σ_k KL(q_k ‖ p(· | z_{<k}))``, analytic per slot.
 * Every site is reduced to **per-example** terms ``(B,)`` by summing over all dims but
   the batch plate's — no host synchronisation.
 * **Free bits** are read from the site's ``infer["free_bits"]`` (guide site wins over
@@ -111,6 +113,11 @@ class LOMELBO(ELBO):
 
     def _kl(self, model_site: dict, guide_site: dict) -> Tensor:
         q, p = guide_site["fn"], model_site["fn"]
+        conditional = getattr(p, "conditional", None)
+        if conditional is not None:
+            # an autoregressive prior: each element's Gaussian given the earlier ones of the
+            # guide's sample, so the KL is analytic per element at that sample
+            p = conditional(guide_site["value"])
         try:
             kl = kl_divergence(q, p)
         except NotImplementedError:

@@ -22,8 +22,14 @@ def _emorl():
     return EMORL
 
 
+def _genesis_v2():
+    from lom_pyro.orderless.genesis_v2 import GenesisV2
+
+    return GenesisV2
+
+
 #: orderless model name → a function returning its class (imported only when used)
-ORDERLESS_CLASSES = {"emorl": _emorl}
+ORDERLESS_CLASSES = {"emorl": _emorl, "genesis_v2": _genesis_v2}
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,33 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch import Tensor, nn
+from torch.distributions import constraints
 from torch.nn import functional as F
 
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
 from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
+from lom_pyro.nn.recurrent import LSTMChain
+from lom_pyro.nn.relation import RelationEncoder
 from lom_pyro.ops import slerp
 from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
 from lom_pyro.priors import as_scene_prior
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
 
-__all__ = ["LOM", "Generated", "Encoding"]
+__all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots", "VARIANTS"]
 
 _MIN_SCALE = 1e-4
+_NO_SHAPE = torch.Size()
+
+#: Named sets of the LOM's networks: the paper's (§3) and the authors' later SRI code, which
+#: samples each slot given the sampled previous one (an LSTM), reads its posterior scales
+#: with an LSTM and encodes the scene with relation attention.
+VARIANTS = {"paper": dict(slot_prior="transformer", scale_net="transformer", scene_encoder="transformer"),
+            "sri": dict(slot_prior="lstm", scale_net="lstm", scene_encoder="relation")}
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,13 @@ class LOM(PyroModule):
     :param slot_free_bits: free bits on the slot KL summed over K (paper: none).
     :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (design.md §4).
     :param num_slots, slot_dim: if given, checked against the orderless model's.
+    :param variant: ``"paper"`` (default) or ``"sri"``, a set of the three options below
+        (:data:`VARIANTS`); options given explicitly must agree with it.
+    :param slot_prior: ``"transformer"`` — the paper's deterministic chain ``h = f_θ(s)``,
+        slots independent given s; ``"lstm"`` — SRI's stochastic autoregressive prior
+        ``p(z_k | s, z_{<k})``, an LSTM fed s, then each sampled previous slot.
+    :param scale_net: ``f'_φ`` as a causal ``"transformer"`` or an ``"lstm"`` (SRI).
+    :param scene_encoder: ``g_φ`` as the SA ``"transformer"`` or SRI's ``"relation"`` attention.
 
     ``score_orderless`` (attribute, default True): the model scores the data under the
     orderless model too (§3.3: the two ELBOs are summed). Set it False while the orderless
@@ -119,7 +137,8 @@ class LOM(PyroModule):
                  likelihood: str = "gaussian", sigma: float = 0.7,
                  scene_free_bits: float | None = None, slot_free_bits: float | None = None,
                  decoder: nn.Module | None = None, num_slots: int | None = None,
-                 slot_dim: int | None = None) -> None:
+                 slot_dim: int | None = None, variant: str | None = None, slot_prior: str | None = None,
+                 scale_net: str | None = None, scene_encoder: str | None = None) -> None:
         super().__init__()
         needed = ("num_slots", "slot_dim", "image_shape", "model", "guide", "decode") + (
             () if decoder is not None else ("make_decoder",))
@@ -138,6 +157,7 @@ class LOM(PyroModule):
             raise ValueError(f"sigma must be > 0, got {sigma}")
         if scene_dim < 1:
             raise ValueError(f"scene_dim must be >= 1, got {scene_dim}")
+        networks = _networks(variant, slot_prior=slot_prior, scale_net=scale_net, scene_encoder=scene_encoder)
         self.orderless = orderless
         self.num_slots = k = int(orderless.num_slots)
         self.slot_dim = dz = int(orderless.slot_dim)
@@ -151,16 +171,26 @@ class LOM(PyroModule):
         self.scene_free_bits = 0.25 * scene_dim if scene_free_bits is None else scene_free_bits
         self.slot_free_bits = slot_free_bits
         self.score_orderless = True
-        # §3.1: prior transformer f_θ and its two linear heads
-        self.prior_net = CausalTransformer(scene_dim, dz, k, depth=prior_depth)
+        self.slot_prior = networks["slot_prior"]
+        # §3.1: prior transformer f_θ (or SRI's LSTM) and its two linear heads
+        self.prior_net = (CausalTransformer(scene_dim, dz, k, depth=prior_depth) if self.slot_prior == "transformer"
+                          else LSTMChain(scene_dim, dz))
         self.prior_loc = nn.Linear(dz, dz)
         self.prior_scale = nn.Linear(dz, dz)
         # §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ and w_φ
-        self.scene_encoder = SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
+        self.scene_encoder = (SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
+                              if networks["scene_encoder"] == "transformer"
+                              else RelationEncoder(dz, scene_dim, depth=encoder_depth))
         self.scene_loc = nn.Linear(scene_dim, scene_dim)
         self.scene_scale = nn.Linear(scene_dim, scene_dim)
-        self.scale_net = self.prior_net if share_prior_and_scale_nets else CausalTransformer(
-            scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
+        if share_prior_and_scale_nets:
+            if networks["scale_net"] != self.slot_prior:
+                raise ValueError("share_prior_and_scale_nets needs scale_net and slot_prior of one kind, got "
+                                 f"{networks['scale_net']!r} and {self.slot_prior!r}")
+            self.scale_net = self.prior_net
+        else:
+            self.scale_net = (CausalTransformer(scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
+                              if networks["scale_net"] == "transformer" else LSTMChain(scene_dim, dz))
         self.scale_head = nn.Linear(dz, dz)
         xavier_init(nn.ModuleList([self.prior_loc, self.prior_scale, self.scene_loc, self.scene_scale,
                                    self.scale_head]))
@@ -181,10 +211,45 @@ class LOM(PyroModule):
         return module
 
     # -- deterministic pieces --------------------------------------------------------------
-    def prior_slots(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        """``p_θ(z | h = f_θ(s))``: loc and scale ``(B, K, Dz)`` for ``s (B, Ds)`` (§3.1)."""
-        h = self.prior_net(s)
+    def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return self.prior_loc(h), F.softplus(self.prior_scale(h)) + _MIN_SCALE
+
+    def prior_slots(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """``p_θ(z | h = f_θ(s))``: loc and scale ``(B, K, Dz)`` for ``s (B, Ds)`` (§3.1). With
+        SRI's autoregressive prior: those of the rollout that feeds each slot's mean forward
+        (what SRI aligns to)."""
+        if self.slot_prior == "transformer":
+            return self._heads(self.prior_net(s))
+        return self._rollout(s, temperature=0.0)[1:]
+
+    def prior_given(self, s: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Loc and scale of ``p(z_k | s, z_{<k})`` for every k at once, given the slots ``z``
+        (teacher forcing; for the paper's prior they do not depend on ``z``)."""
+        if self.slot_prior == "transformer":
+            return self.prior_slots(s)
+        return self._heads(self.prior_net(s, z[:, :-1]))
+
+    def _rollout(self, s: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample the autoregressive prior slot by slot: ``z_k = μ_k + τ σ_k ε``, fed to the
+        next step. :return: ``z``, loc, scale ``(B, K, Dz)``."""
+        x, state = self.prior_net.first(s), None
+        zs, locs, scales = [], [], []
+        for _ in range(self.num_slots):
+            h, state = self.prior_net.step(x, state)
+            loc, scale = self._heads(h)
+            x = loc + temperature * scale * torch.randn_like(loc) if temperature > 0 else loc
+            zs.append(x)
+            locs.append(loc)
+            scales.append(scale)
+        return torch.stack(zs, 1), torch.stack(locs, 1), torch.stack(scales, 1)
+
+    def slot_prior_distribution(self, s: Tensor, temperature: float = 1.0):
+        """``p(z_{1:K} | s)`` as the model's slot site samples it: batch shape ``(B, K)``,
+        event ``(Dz,)``; standard deviations times ``temperature``."""
+        if self.slot_prior == "transformer":
+            loc, scale = self.prior_slots(s)
+            return dist.Normal(loc, scale * temperature).to_event(1)
+        return AutoregressiveSlots(self, s, temperature)
 
     def scene_posterior(self, orderless_loc: Tensor) -> tuple[Tensor, Tensor]:
         """``q_φ(s | g_φ(μ^o))``: loc and scale ``(B, Ds)`` (§3.2 step 2)."""
@@ -239,9 +304,8 @@ class LOM(PyroModule):
         with plates.batch:
             prior = self.scene_prior(temperature)
             s = pyro.sample(SCENE, prior.expand([batch_size, 1]), infer={"geco_group": OBS})    # (B, 1, Ds)
-            loc, scale = self.prior_slots(s.squeeze(-2))
             with plates.slots:
-                z = pyro.sample(OBJECTS, dist.Normal(loc, scale * temperature).to_event(1),
+                z = pyro.sample(OBJECTS, self.slot_prior_distribution(s.squeeze(-2), temperature),
                                 infer={"geco_group": OBS})                                      # (B, K, Dz)
             rgb, logits = self.decode(z)
             image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood)
@@ -287,8 +351,11 @@ class LOM(PyroModule):
         """Decode scene latents ``s (N, Ds)``: ``z = μ + τ σ ε`` (τ = 0: the prior means)."""
         if s.dim() != 2 or s.shape[-1] != self.scene_dim:
             raise ValueError(f"s must have shape (N, {self.scene_dim}), got {tuple(s.shape)}")
-        loc, scale = self.prior_slots(s)
-        z = loc + temperature * scale * torch.randn_like(loc)
+        if self.slot_prior == "transformer":
+            loc, scale = self.prior_slots(s)
+            z = loc + temperature * scale * torch.randn_like(loc)
+        else:
+            z = self._rollout(s, temperature)[0]
         rgb, logits = self.decode(z)
         masks = torch.softmax(logits, dim=1)
         return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=s, z=z)
@@ -342,3 +409,62 @@ class LOM(PyroModule):
         return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=enc.s, z=enc.slots_loc)
 
 
+
+
+def _networks(variant: str | None, **chosen: str | None) -> dict[str, str]:
+    """The three network options: the variant's, overridden by those given (which must
+    agree with an explicitly named variant)."""
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    base = VARIANTS[variant or "paper"]
+    allowed = {"slot_prior": ("transformer", "lstm"), "scale_net": ("transformer", "lstm"),
+               "scene_encoder": ("transformer", "relation")}
+    out = dict(base)
+    for name, value in chosen.items():
+        if value is None:
+            continue
+        if value not in allowed[name]:
+            raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
+        if variant is not None and value != base[name]:
+            raise ValueError(f"variant={variant!r} has {name}={base[name]!r}, got {name}={value!r}")
+        out[name] = value
+    return out
+
+
+class AutoregressiveSlots(TorchDistribution):
+    """SRI's slot prior ``Π_k p(z_k | s, z_{<k})`` as one site over all K slots.
+
+    Batch shape ``(B, K)``, event ``(Dz,)``, so it sits in the slots plate like the paper's
+    prior; the slots are not independent, so the plate here only shapes the site.
+    ``log_prob(z)`` feeds ``z``'s own earlier slots (teacher forcing); ``rsample`` rolls the
+    LSTM out; :meth:`conditional` is the Gaussian of every slot given the earlier ones of
+    ``z``, from which :class:`~lom_pyro.infer.LOMELBO` takes the slot KL in closed form,
+    ``Σ_k KL(q(z_k) ‖ p(z_k | s, z_{<k}))`` at the guide's sample (SRI's estimator).
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, lom: LOM, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
+        self.lom, self.s, self.temperature = lom, s, float(temperature)
+        super().__init__(torch.Size([s.shape[0], lom.num_slots]), torch.Size([lom.slot_dim]),
+                         validate_args=validate_args)
+
+    def conditional(self, value: Tensor):
+        """``p(z_k | s, value_{<k})`` for every k: ``Normal`` with batch ``(B, K)``, event ``(Dz,)``."""
+        loc, scale = self.lom.prior_given(self.s, value)
+        return dist.Normal(loc, scale * self.temperature).to_event(1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.conditional(value).log_prob(value)
+
+    def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        if sample_shape:
+            raise NotImplementedError("AutoregressiveSlots draws one sample per scene")
+        return self.lom._rollout(self.s, self.temperature)[0]
+
+    def expand(self, batch_shape, _instance=None):
+        if tuple(batch_shape) != tuple(self.batch_shape):
+            raise NotImplementedError(f"AutoregressiveSlots cannot be broadcast to {tuple(batch_shape)}")
+        return self

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import pyro
+import torch
+from pyro.distributions.util import is_validation_enabled
 from torch import Tensor, nn
 
 from lom_pyro.sites import BATCH_PLATE, SLOTS_PLATE
 
-__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone"]
+__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone", "check_images", "size_overrides"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,21 @@ def standalone(orderless: OrderlessModel) -> _Standalone:
     >>> # svi = SVI(standalone(emorl).model, standalone(emorl).guide, ...)
     """
     return _Standalone(orderless)
+
+
+def check_images(x: Tensor, image_shape: tuple[int, int, int]) -> None:
+    """One sentence unless ``x`` is a batch of finite images ``(B, *image_shape)``."""
+    if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(image_shape):
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be images of shape (B, {', '.join(map(str, image_shape))}), got {got}")
+    if is_validation_enabled() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite (images in [-1, 1])")
+
+
+def size_overrides(**sizes: int | None) -> dict[str, int]:
+    """The sizes given (not None) for a smaller decoder, each checked to be a positive integer."""
+    given = {name: value for name, value in sizes.items() if value is not None}
+    for name, value in given.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return given

@@ -70,7 +70,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch import Tensor, nn
 
@@ -80,7 +79,7 @@ from lom_pyro.nn.decoders import SpatialBroadcastDecoder
 from lom_pyro.nn.encoders import ConvTokenEncoder
 from lom_pyro.nn.refinement import RefinementNetwork
 from lom_pyro.nn.slot_attention import StochasticSlotAttention, softplus_to_std
-from lom_pyro.orderless.base import Plates, SlotPosterior, make_plates
+from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, make_plates, size_overrides
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 __all__ = ["EMORL", "ConditionalSlotPrior", "PRESETS", "iteration_weights"]
@@ -372,11 +371,7 @@ class EMORL(PyroModule):
         return decoder
 
     def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must be images of shape (B, {', '.join(map(str, self.image_shape))}), got {got}")
-        if is_validation_enabled() and not bool(torch.isfinite(x).all()):
-            raise ValueError("x must be finite (images in [-1, 1])")
+        check_images(x, self.image_shape)
 
     def _latent_infer(self) -> dict[str, Any]:
         return {"free_bits": self.free_bits, "geco_group": ORDERLESS_OBS}
@@ -560,10 +555,7 @@ class EMORL(PyroModule):
     def make_decoder(self, *, hidden: int | None = None, num_layers: int | None = None) -> SpatialBroadcastDecoder:
         """A fresh decoder of the same architecture and init, with its own weights (the
         LOM's, design.md §4); ``hidden`` / ``num_layers`` make it narrower or shallower."""
-        overrides = {k: v for k, v in (("hidden", hidden), ("num_layers", num_layers)) if v is not None}
-        for name, value in overrides.items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        overrides = size_overrides(hidden=hidden, num_layers=num_layers)
         ref = self.init_posterior
         return self._new_decoder(**overrides).to(device=ref.device, dtype=ref.dtype)
 

@@ -14,7 +14,7 @@ from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models.assemble import Architecture, assemble
 from lom_pyro.models.lom import LOM
 from lom_pyro.sites import OBS, ORDERLESS_OBS
-from lom_pyro.training.config import TrainConfig
+from lom_pyro.training.config import LIKELIHOOD_CHOICES, TrainConfig
 
 #: the ``stage`` of a checkpoint written while fitting the orderless model alone (stage 1)
 ORDERLESS_STAGE = "orderless"
@@ -33,9 +33,12 @@ def _check_goal(name: str, goal: float, sigma: float | None) -> None:
 
 
 def architecture(config: TrainConfig) -> Architecture:
-    """The module part of a config."""
+    """The module part of a config; ``likelihood``, when set, is both models'."""
+    orderless_kwargs, lom_kwargs = dict(config.orderless_kwargs), dict(config.lom_kwargs)
+    if config.likelihood is not None:
+        orderless_kwargs["likelihood"] = lom_kwargs["likelihood"] = LIKELIHOOD_CHOICES[config.likelihood]
     return Architecture(orderless=config.orderless, image_size=config.image_size,
-                        orderless_kwargs=config.orderless_kwargs, lom=config.lom, lom_kwargs=config.lom_kwargs,
+                        orderless_kwargs=orderless_kwargs, lom=config.lom, lom_kwargs=lom_kwargs,
                         lom_decoder=config.lom_decoder, scene_prior=config.scene_prior,
                         scene_prior_components=config.scene_prior_components)
 
