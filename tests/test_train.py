@@ -60,6 +60,9 @@ def test_cli_trains_lom_genesis_v2_and_every_parameter_group(tmp_path, likelihoo
     kind = {"gaussian": "gaussian", "mog": "mixture"}[likelihood]
     assert trained.likelihood == trained.orderless.likelihood == kind
     assert not still_groups(out), "every parameter group of LOM-GENv2 trains"
+    if likelihood == "gaussian":   # evaluation knows nothing EMORL-specific
+        assert main(["evaluate", str(out / "checkpoint.pt"), "--iwae-n", "2", "--iwae-k", "2", "--fid-n", "4"]) == 0
+        assert "ari_fg_lom" in json.loads((out / "eval.json").read_text())
 
 
 def test_two_stage_training_freezes_the_orderless_model(tmp_path):

@@ -100,7 +100,9 @@ class LOM(PyroModule):
     :param share_prior_and_scale_nets: ``f'_φ`` reuses ``f_θ``'s weights (ablation Model 6).
     :param reuse_orderless_scales: no order-aware scales (ablation Model 5).
     :param matching: ``"greedy"`` (Algorithm 1) or ``"hungarian"``.
-    :param likelihood: ``"gaussian"`` (global σ) or ``"mixture"``.
+    :param likelihood: ``"gaussian"`` (global σ) or ``"mixture"``; a mixture is formed per
+        colour channel or per pixel as the orderless model forms its own (its
+        ``mixture_per_channel``; per pixel if it has none).
     :param sigma: the likelihood's σ (0.7 Objects Room/ShapeStacks, 0.1 CLEVR6).
     :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds); an
         attribute, so a schedule may lower it (0.167·Ds for the last 25K steps).
@@ -166,6 +168,7 @@ class LOM(PyroModule):
         self.scene_prior = as_scene_prior(scene_prior, scene_dim)
         self.matching = matching
         self.likelihood = likelihood
+        self.mixture_per_channel = bool(getattr(orderless, "mixture_per_channel", False))
         self.sigma = float(sigma)
         self.reuse_orderless_scales = reuse_orderless_scales
         self.scene_free_bits = 0.25 * scene_dim if scene_free_bits is None else scene_free_bits
@@ -308,7 +311,8 @@ class LOM(PyroModule):
                 z = pyro.sample(OBJECTS, self.slot_prior_distribution(s.squeeze(-2), temperature),
                                 infer={"geco_group": OBS})                                      # (B, K, Dz)
             rgb, logits = self.decode(z)
-            image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood)
+            image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood,
+                                     per_channel=self.mixture_per_channel)
             pyro.sample(OBS, image, obs=None if x is None else self.observation(x).unsqueeze(1))
         return z
 

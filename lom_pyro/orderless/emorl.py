@@ -248,6 +248,7 @@ class EMORL(PyroModule):
         self.refinement_steps = refinement_steps
         self.sigma = float(sigma)
         self.likelihood = likelihood
+        self.mixture_per_channel = True   # EMORL's "GMM" mixes each colour channel on its own
         self.target_range = target_range
         self.free_bits = 0.75 * slot_dim if free_bits is None else float(free_bits)
         self.init_gain = float(init_gain)
@@ -382,7 +383,8 @@ class EMORL(PyroModule):
         return (x + 1.0) / 2.0 if self.target_range == "unit" else x
 
     def _image_dist(self, rgb: Tensor, mask_logits: Tensor):
-        return image_likelihood(rgb, mask_logits, self.sigma, kind=self.likelihood, per_channel=True)
+        return image_likelihood(rgb, mask_logits, self.sigma, kind=self.likelihood,
+                                per_channel=self.mixture_per_channel)
 
     def _decode_cached(self, z: Tensor) -> tuple[Tensor, Tensor]:
         # The guide decodes every sample but the last to get its refinement gradient; the

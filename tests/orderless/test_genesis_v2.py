@@ -241,3 +241,12 @@ def test_bad_input():
         m.guide(torch.rand(2, 3, 8, 8), make_plates(2, K))
     with pytest.raises(ValueError, match="seed_noise"):
         m.guide(images(), make_plates(B, K), seed_noise=torch.rand(B, 4, 4))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_the_lom_forms_its_mixture_as_its_orderless_model_does(per_channel):
+    lom = LOM(tiny(likelihood="mixture", mixture_per_channel=per_channel), scene_dim=6, likelihood="mixture")
+    x = images()
+    model = poutine.trace(poutine.replay(lom.model, trace=poutine.trace(lom.guide).get_trace(x))).get_trace(x)
+    assert model.nodes[OBS]["fn"].per_channel is per_channel
+    assert model.nodes[ORDERLESS_OBS]["fn"].per_channel is per_channel
