@@ -111,6 +111,11 @@ def test_batched_decoding_equals_the_per_slot_loop():
     assert torch.allclose(logits, torch.cat([m for _, m in per_slot], 1), atol=1e-12)
     assert rgb.shape == (B, K, 3, S, S) and logits.shape == (B, K, 1, S, S)
     assert bool((rgb > 0).all()) and bool((rgb < 1).all())
+    # it runs channels-last for speed: the same numbers as in the default memory format
+    grid = torch.cat([z.reshape(B * K, D, 1, 1), dec.coords.expand(B * K, 2, 1, 1)], dim=1)
+    plain = dec.net(grid.contiguous()).view(B, K, 4, S, S)
+    assert torch.allclose(rgb, torch.sigmoid(plain[:, :, :3]), atol=1e-12)
+    assert torch.allclose(logits, plain[:, :, 3:], atol=1e-12)
 
 
 @pytest.mark.parametrize("size,blocks", [(16, 3), (32, 4), (64, 5), (96, 5)])
