@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["SpatialBroadcastDecoder", "BroadcastDeconvDecoder", "position_ramps"]
+__all__ = ["SpatialBroadcastDecoder", "BroadcastDeconvDecoder", "position_ramps", "pixel_coordinates"]
 
 _RGB_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "none": lambda t: t}
 
@@ -22,6 +22,13 @@ def position_ramps(height: int, width: int, *, device=None, dtype=None) -> Tenso
     ys = torch.linspace(0.0, 1.0, height, device=device, dtype=dtype).view(height, 1).expand(height, width)
     xs = torch.linspace(0.0, 1.0, width, device=device, dtype=dtype).view(1, width).expand(height, width)
     return torch.stack([xs, 1.0 - xs, ys, 1.0 - ys])
+
+
+def pixel_coordinates(height: int, width: int, *, device=None, dtype=None) -> Tensor:
+    """Row and column coordinates, each in [−1, 1]: ``(2, H, W)``."""
+    rows = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype).view(height, 1).expand(height, width)
+    cols = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype).view(1, width).expand(height, width)
+    return torch.stack([rows, cols])
 
 
 class SpatialBroadcastDecoder(nn.Module):
@@ -127,9 +134,7 @@ class BroadcastDeconvDecoder(nn.Module):
             width_in = hidden
         layers.append(nn.Conv2d(width_in, channels + 1, 1))
         self.net = nn.Sequential(*layers)
-        rows = torch.linspace(-1.0, 1.0, self.grid[0]).view(-1, 1).expand(self.grid)
-        cols = torch.linspace(-1.0, 1.0, self.grid[1]).view(1, -1).expand(self.grid)
-        self.register_buffer("coords", torch.stack([rows, cols]), persistent=False)
+        self.register_buffer("coords", pixel_coordinates(*self.grid), persistent=False)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """:param z: slots ``(B, K, Dz)``.

@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from lom_pyro.nn.decoders import pixel_coordinates
+
 __all__ = ["InstanceColouringSBP", "SemiConvEmbedding", "pixel_coordinates", "straight_through_clamp", "KERNELS"]
 
 KERNELS = ("gaussian", "laplacian")
@@ -27,13 +29,6 @@ KERNELS = ("gaussian", "laplacian")
 def straight_through_clamp(x: Tensor, low: float, high: float) -> Tensor:
     """``clamp(x, low, high)`` forward, the identity's gradient backward."""
     return x + (x.clamp(low, high) - x).detach()
-
-
-def pixel_coordinates(height: int, width: int, *, device=None, dtype=None) -> Tensor:
-    """Row and column coordinates, each in [−1, 1]: ``(2, H, W)``."""
-    rows = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype).view(height, 1).expand(height, width)
-    cols = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype).view(1, width).expand(height, width)
-    return torch.stack([rows, cols])
 
 
 class SemiConvEmbedding(nn.Module):

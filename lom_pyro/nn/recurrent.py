@@ -6,6 +6,7 @@ scales (fed the aligned orderless means).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["LSTMChain"]
@@ -29,8 +30,7 @@ class LSTMChain(nn.Module):
     def forward(self, context: Tensor, tokens: Tensor) -> Tensor:
         """:param context: ``(B, Ds)``. :param tokens: ``(B, T, D)``.
         :return: ``(B, T + 1, D)``, the outputs after the context and after each token."""
-        x = nn.functional.pad(tokens, (0, 0, 1, 0))                                 # (B, T+1, D)
-        x = x + nn.functional.pad(self.context_proj(context).unsqueeze(1), (0, 0, 0, tokens.shape[1]))
+        x = torch.cat([self.first(context).unsqueeze(1), tokens.to(context.dtype)], dim=1)   # (B, T+1, D)
         h, _ = self.lstm(x)
         return self.out(h)
 

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from lom_pyro.sites import BATCH_PLATE, SLOTS_PLATE
 
-__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone", "check_images", "size_overrides"]
+__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone", "check_images", "size_overrides",
+           "check_positive_integers"]
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,15 @@ def check_images(x: Tensor, image_shape: tuple[int, int, int]) -> None:
         raise ValueError("x must be finite (images in [-1, 1])")
 
 
+def check_positive_integers(values: dict[str, object]) -> None:
+    """One sentence naming the first of ``values`` (name → value) that is not a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def size_overrides(**sizes: int | None) -> dict[str, int]:
     """The sizes given (not None) for a smaller decoder, each checked to be a positive integer."""
     given = {name: value for name, value in sizes.items() if value is not None}
-    for name, value in given.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_integers(given)
     return given

@@ -79,7 +79,8 @@ from lom_pyro.nn.decoders import SpatialBroadcastDecoder
 from lom_pyro.nn.encoders import ConvTokenEncoder
 from lom_pyro.nn.refinement import RefinementNetwork
 from lom_pyro.nn.slot_attention import StochasticSlotAttention, softplus_to_std
-from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, make_plates, size_overrides
+from lom_pyro.orderless.base import (Plates, SlotPosterior, check_images, check_positive_integers, make_plates,
+                                     size_overrides)
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 __all__ = ["EMORL", "ConditionalSlotPrior", "PRESETS", "iteration_weights"]
@@ -223,13 +224,11 @@ class EMORL(PyroModule):
                  init_gain: float = 0.02) -> None:
         super().__init__()
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        for name, value in [("num_slots", num_slots), ("channels", channels), ("slot_dim", slot_dim),
-                            ("image height", height), ("image width", width), ("stochastic_layers", stochastic_layers),
-                            ("encoder_width", encoder_width), ("decoder_hidden", decoder_hidden),
-                            ("decoder_layers", decoder_layers), ("prior_hidden", prior_hidden),
-                            ("refinement_hidden", refinement_hidden)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_integers({"num_slots": num_slots, "channels": channels, "slot_dim": slot_dim,
+                                 "image height": height, "image width": width,
+                                 "stochastic_layers": stochastic_layers, "encoder_width": encoder_width,
+                                 "decoder_hidden": decoder_hidden, "decoder_layers": decoder_layers,
+                                 "prior_hidden": prior_hidden, "refinement_hidden": refinement_hidden})
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
         if likelihood not in LIKELIHOODS:

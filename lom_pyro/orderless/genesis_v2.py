@@ -52,7 +52,7 @@ from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
 from lom_pyro.nn.decoders import BroadcastDeconvDecoder
 from lom_pyro.nn.icsbp import KERNELS, InstanceColouringSBP
 from lom_pyro.nn.unet import ConvGNReLU, UNet
-from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, size_overrides
+from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, check_positive_integers, size_overrides
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 __all__ = ["GenesisV2", "PRESETS", "pool_by_masks"]
@@ -103,12 +103,10 @@ class GenesisV2(PyroModule):
                  unet_blocks: int | None = None) -> None:
         super().__init__()
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        for name, value in [("num_slots", num_slots), ("channels", channels), ("slot_dim", slot_dim),
-                            ("feature_dim", feature_dim), ("image height", height), ("image width", width),
-                            ("decoder_hidden", decoder_hidden), ("decoder_layers", decoder_layers),
-                            ("embedding_dim", embedding_dim)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_integers({"num_slots": num_slots, "channels": channels, "slot_dim": slot_dim,
+                                 "feature_dim": feature_dim, "image height": height, "image width": width,
+                                 "decoder_hidden": decoder_hidden, "decoder_layers": decoder_layers,
+                                 "embedding_dim": embedding_dim})
         if num_slots < 2:
             raise ValueError(f"num_slots must be >= 2 (K − 1 seeded masks and the remaining scope), got {num_slots}")
         if feature_dim % 8:
