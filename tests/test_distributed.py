@@ -92,3 +92,15 @@ def test_torchrun_training_keeps_ranks_identical_and_rank0_alone_writes(tmp_path
     lines = (out / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [0, 2]   # one writer
     assert done.stdout.count("metrics.json") == 1
+
+
+def test_torchrun_thaws_a_copied_lom_decoder_in_step_on_every_rank(tmp_path):
+    out = tmp_path / "run"
+    _torchrun(["-m", "lom_pyro.cli", "train", "--orderless-steps", "2", "--steps", "3", "--batch-size", "4",
+               "--eval-scenes", "4", "--checkpoint-every", "1", "--threads", "1", "--lom-decoder-init", "orderless",
+               "--lom-decoder-frozen-steps", "1", "--orderless-kwargs", json.dumps(TINY_EMORL),
+               "--lom-kwargs", '{"scene_dim": 8}', "--out", str(out)], tmp_path)
+    # each checkpoint (after every step) compared the ranks' parameters bit for bit, across the thaw
+    model = load_checkpoint(out / "checkpoint.pt")["model"]
+    stage1 = load_checkpoint(out / "orderless.pt")["model"]
+    assert not all(torch.equal(v, stage1[k]) for k, v in model.items() if k.startswith("decoder."))

@@ -241,3 +241,33 @@ def test_genesis_v2_presets_carry_the_papers_lom_genv2_settings(preset, goal, sl
     assert config_from_preset(preset).orderless == "emorl"
     with pytest.raises(ValueError, match="likelihood"):
         config_from_preset(preset, orderless="genesis_v2", likelihood="poisson")
+
+
+@pytest.mark.parametrize("frozen_steps", [3, 1])
+def test_lom_decoder_starts_as_a_copy_of_the_trained_orderless_decoder(tmp_path, frozen_steps):
+    from lom_pyro.training import train
+
+    config = config_from_preset("quickstart", steps=3, orderless_steps=2, batch_size=2, eval_scenes=4,
+                                figure_every=10, threads=1, freeze_orderless=True, lom_decoder_init="orderless",
+                                lom_decoder_frozen_steps=frozen_steps, out=str(tmp_path / "run"))
+    train(config, progress=False)
+    model = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    stage1 = load_checkpoint(tmp_path / "run" / "orderless.pt")["model"]
+    decoder = {k[len("decoder."):]: v for k, v in model.items() if k.startswith("decoder.")}
+    assert decoder and set(decoder) == {k[len("decoder."):] for k in stage1 if k.startswith("decoder.")}
+    same = [torch.equal(v, stage1[f"decoder.{k}"]) for k, v in decoder.items()]
+    if frozen_steps >= config.steps:   # frozen throughout: still the copy of stage 1's decoder
+        assert all(same)
+    else:                              # copied, then trained after its frozen steps
+        assert not all(same)
+
+
+def test_lom_decoder_init_refuses_what_it_cannot_copy():
+    with pytest.raises(ValueError, match="lom_decoder_init must be one of"):
+        config_from_preset("quickstart", lom_decoder_init="emorl")
+    with pytest.raises(ValueError, match="needs lom=True and orderless_checkpoint or orderless_steps"):
+        config_from_preset("quickstart", lom_decoder_init="orderless")
+    with pytest.raises(ValueError, match="lom_decoder=.* makes the LOM decoder differ"):
+        config_from_preset("quickstart", lom_decoder_init="orderless", orderless_steps=2, lom_decoder={"hidden": 8})
+    with pytest.raises(ValueError, match="lom_decoder_frozen_steps must be >= 0"):
+        config_from_preset("quickstart", lom_decoder_frozen_steps=-1)

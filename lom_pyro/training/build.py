@@ -21,7 +21,7 @@ ORDERLESS_STAGE = "orderless"
 MAIN_STAGE = "main"
 
 __all__ = ["architecture", "build", "parameter_groups", "load_orderless", "load_initial_weights", "load_trained",
-           "config_of"]
+           "config_of", "copy_orderless_decoder"]
 
 
 def _check_goal(name: str, goal: float, sigma: float | None) -> None:
@@ -96,6 +96,18 @@ def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
     geco = {k[len(prefix):]: v for k, v in payload.get("objective", {}).items() if k.startswith(prefix)}
     _weights_for(orderless, _field(payload, "model", path), f"--orderless-checkpoint {path}")
     return geco
+
+
+def copy_orderless_decoder(lom: LOM) -> None:
+    """Start the LOM decoder as a copy of its trained orderless model's (``lom_decoder_init``
+    'orderless'). The ordered posterior is centred on the aligned orderless means (§3.2), which
+    that decoder already maps to images, so the LOM begins from the orderless reconstructions
+    and its stage spends its steps on the prior instead of relearning to decode."""
+    try:
+        lom.decoder.load_state_dict(lom.orderless.decoder.state_dict())
+    except (AttributeError, RuntimeError) as err:
+        raise ValueError(f"lom_decoder_init='orderless': the LOM decoder is not a copy of the orderless model's "
+                         f"({str(err).splitlines()[0]})") from None
 
 
 def load_initial_weights(module: nn.Module, source: str) -> None:

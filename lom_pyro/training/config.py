@@ -21,6 +21,8 @@ __all__ = ["TrainConfig", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERR
            "read_config_file"]
 
 LOM_GECO_FORMS = ("orderless", "genesis")
+#: ``lom_decoder_init`` values: where the LOM decoder's first weights come from
+LOM_DECODER_INITS = ("fresh", "orderless")
 #: ``likelihood`` values: both models' image likelihood (``"mog"``: a mixture of Gaussians)
 LIKELIHOOD_CHOICES = {"gaussian": "gaussian", "mog": "mixture"}
 AMP_MODES = ("off", "bf16")
@@ -45,6 +47,8 @@ class TrainConfig:
     orderless_kwargs: dict[str, Any] = field(default_factory=dict)
     lom_kwargs: dict[str, Any] = field(default_factory=dict)
     lom_decoder: dict[str, Any] = field(default_factory=dict)
+    lom_decoder_init: str = "fresh"
+    lom_decoder_frozen_steps: int = 0
     likelihood: str | None = None
     goal: float = -0.352
     orderless_goal: float = -0.352
@@ -81,7 +85,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("orderless_steps", "eval_every", "checkpoint_every", "warmup", "decay_every", "geco_warmup",
-                     "seed", "threads"):
+                     "seed", "threads", "lom_decoder_frozen_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "grad_clip"):
@@ -98,6 +102,15 @@ class TrainConfig:
         if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
             raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
                              "or orderless_steps")
+        if self.lom_decoder_init not in LOM_DECODER_INITS:
+            raise ValueError(f"lom_decoder_init must be one of {LOM_DECODER_INITS}, got {self.lom_decoder_init!r}")
+        if self.lom_decoder_init == "orderless":
+            if not (self.lom and (self.orderless_checkpoint or self.orderless_steps)):
+                raise ValueError("lom_decoder_init='orderless' copies a trained orderless decoder into the LOM: "
+                                 "it needs lom=True and orderless_checkpoint or orderless_steps")
+            if self.lom_decoder:
+                raise ValueError(f"lom_decoder_init='orderless' needs the orderless decoder's architecture, but "
+                                 f"lom_decoder={self.lom_decoder} makes the LOM decoder differ")
         if self.likelihood is not None and self.likelihood not in LIKELIHOOD_CHOICES:
             raise ValueError(f"likelihood must be one of {tuple(LIKELIHOOD_CHOICES)}, got {self.likelihood!r}")
         if self.amp not in AMP_MODES:
@@ -122,6 +135,13 @@ HELP: dict[str, str] = {
     "orderless_kwargs": "keyword arguments of the orderless model (JSON object)",
     "lom_kwargs": "keyword arguments of LOM (JSON object), e.g. {\"scene_dim\": 128}",
     "lom_decoder": "options of a LOM decoder differing from the orderless one (JSON), e.g. {\"hidden\": 16}",
+    "lom_decoder_init": "'fresh' (the paper: the LOM decoder starts from its own initialisation) or 'orderless' "
+                        "(two-stage: it starts as a copy of the trained orderless decoder, which already decodes "
+                        "the orderless means the ordered posterior is centred on)",
+    "lom_decoder_frozen_steps": "main-stage steps during which the LOM decoder takes no update (with a copied "
+                                "decoder: the order-aware scales start near softplus(0) = 0.69, far wider than the "
+                                "orderless posterior's, and the decoder trained on such noisy slots forgets "
+                                "within 100 steps what it was copied for)",
     "likelihood": "image likelihood of the orderless model and the LOM: 'gaussian' (one global sigma) or 'mog' "
                   "(mixture of Gaussians, e.g. GENv2-MoG); unset: the models' own setting",
     "goal": "GECO goal of the LOM's reconstruction, per pixel and channel (A.4.2)",

@@ -41,8 +41,8 @@ from lom_pyro.infer import GECO
 from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
 from lom_pyro.models.lom import LOM
 from lom_pyro.sites import OBS, ORDERLESS_OBS
-from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, load_initial_weights,
-                                     load_orderless, parameter_groups)
+from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, copy_orderless_decoder,
+                                     load_initial_weights, load_orderless, parameter_groups)
 from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig
 from lom_pyro.training.data import TrainingBatches, check_data, held_out
 from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, wrap
@@ -106,12 +106,18 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
     """Train ``trained`` on ``minimised`` from stage step ``first`` to ``steps``; ``start``
     is the global step of the stage's step 0. :return: the stage step reached."""
     config = run.config
-    loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
-    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     groups = parameter_groups(trained, frozen)
     optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
     if optimiser_state is not None:
         optimiser.load_state_dict(optimiser_state)
+    # no weight gradients for the LOM decoder in its first lom_decoder_frozen_steps (Adam leaves
+    # a parameter without gradient as it is); it trains from then on. Frozen before DDP wraps the
+    # loss and wrapped anew when it thaws, so the reducer always syncs exactly the trained parameters
+    held = trained.decoder if isinstance(trained, LOM) and first < config.lom_decoder_frozen_steps else None
+    if held is not None:
+        held.requires_grad_(False)
+    loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
+    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
     started = time.perf_counter()
     bad_in_row = 0
     label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
@@ -119,6 +125,10 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
                disable=not (run.progress and run.ranks.main))
     for i in bar:
         step = start + i
+        if held is not None and i >= config.lom_decoder_frozen_steps:
+            held.requires_grad_(True)
+            held = None
+            loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
         for group in optimiser.param_groups:
             group["lr"] = config.lr * learning_rate_factor(i, config.warmup, config.decay_every)
         if isinstance(trained, LOM):
@@ -329,12 +339,15 @@ def _main_stage(run: _Run, orderless: nn.Module, start: int, payload: dict[str, 
     config, module = run.config, run.module
     resuming = payload is not None and payload["stage"] == MAIN_STAGE
     frozen = orderless if config.freeze_orderless and isinstance(module, LOM) else None
+    if config.lom_decoder_init == "orderless" and not resuming:
+        copy_orderless_decoder(module)
     minimised = run.objective
     with warnings.catch_warnings():
-        if frozen is not None:
-            frozen.requires_grad_(False)
+        if frozen is not None or config.lom_decoder_frozen_steps:
             # PyroModule warns on every access to a frozen parameter; freezing is the point here
             warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad")
+        if frozen is not None:
+            frozen.requires_grad_(False)
             # a frozen orderless model's ELBO terms are constants: the LOM's alone is
             # minimised, under its own multiplier (saved with the full objective)
             module.score_orderless = False
