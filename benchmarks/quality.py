@@ -13,6 +13,7 @@ predate it).
     python benchmarks/quality.py --orderless-minutes 60 --lom-minutes 28
     python benchmarks/quality.py --lom-only --lom-minutes 28   # stage (a) again, same EMORL
     python benchmarks/quality.py --runs RUN_EMORL RUN_LOM --out DIR   # report on existing (long) runs
+                                       # (each run's metrics also to RUN/quality_metrics.json)
 
 Writes ``benchmarks/results/quality/{quality.json, quality.png, curves.png}`` and the
 two runs' folders. The issue also asks whether a smaller LOM decoder loses sample
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
         runs = {"EMORL alone": Path(args.runs[0]), "LOM-EMORL": Path(args.runs[1])}
         metrics_alone, metrics_lom = (from_checkpoint(run, args.eval_scenes) for run in runs.values())
         out.mkdir(parents=True, exist_ok=True)
+        for run, metrics in zip(runs.values(), (metrics_alone, metrics_lom)):
+            # what `lom-pyro export CHECKPOINT NAME --metrics` records with the weights
+            (run / "quality_metrics.json").write_text(json.dumps(metrics, indent=2))
     elif args.report_only:
         metrics_alone, metrics_lom = (finished(run) for run in runs.values())
     else:

@@ -67,3 +67,21 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
     metrics = train(config_from_preset("quickstart", init_from=str(path), out=str(tmp_path / "tuned"), **TINY),
                     progress=False)
     assert metrics["steps"] == 2
+
+
+def test_the_shipped_stacks32_decomposes_held_out_stacks_as_its_record_says():
+    from lom_pyro.assess import decomposition_metrics
+    from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
+    from lom_pyro.training import TrainConfig, held_out
+
+    assert "stacks32" in available()
+    assert pretrained_path("stacks32").stat().st_size <= MAX_BYTES
+    lom = LOM.from_pretrained("stacks32")                  # weights_only load of a file lom-pyro export wrote
+    info = lom.pretrained_info
+    assert info["step"] > 0 and info["config"]["dataset"] == "stacks" and info["config"]["image_size"] == 32
+    recorded = info["metrics"]["ari_fg_lom"]
+    config = TrainConfig(**info["config"])
+    measured = decomposition_metrics(lom, held_out(config, 32), config.dataset)
+    # the same model on 32 of the 500 scenes it was measured on: ordered ARI-FG within noise of the record
+    assert measured["ari_fg_lom"] > recorded - 0.1 and recorded >= 0.85
+    assert lom.sample(4, temperature=0.8).images.shape == (4, 3, 32, 32)
