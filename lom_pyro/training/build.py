@@ -103,11 +103,10 @@ def copy_orderless_decoder(lom: LOM) -> None:
     'orderless'). The ordered posterior is centred on the aligned orderless means (§3.2), which
     that decoder already maps to images, so the LOM begins from the orderless reconstructions
     and its stage spends its steps on the prior instead of relearning to decode."""
-    try:
-        lom.decoder.load_state_dict(lom.orderless.decoder.state_dict())
-    except (AttributeError, RuntimeError) as err:
-        raise ValueError(f"lom_decoder_init='orderless': the LOM decoder is not a copy of the orderless model's "
-                         f"({str(err).splitlines()[0]})") from None
+    source = getattr(lom.orderless, "decoder", None)
+    if not isinstance(source, nn.Module):
+        raise ValueError(f"lom_decoder_init='orderless': {type(lom.orderless).__name__} has no decoder module to copy")
+    _weights_for(lom.decoder, source.state_dict(), "lom_decoder_init='orderless'")
 
 
 def load_initial_weights(module: nn.Module, source: str) -> None:
