@@ -162,6 +162,24 @@ def test_mixture_likelihood_and_ablation_switches():
     )
 
 
+def test_prior_width_widens_f_theta_only():
+    toy = ToyOrderless(image_shape=SHAPE)
+    wide = LOM(toy, scene_dim=4, prior_width=12)
+    loc, scale = wide.prior_slots(torch.randn(3, 4))
+    assert loc.shape == scale.shape == (3, toy.num_slots, toy.slot_dim)
+    assert wide.prior_net.token.shape == (12,) and wide.prior_loc.in_features == 12
+    loss = LOMELBO().differentiable_loss(wide.model, wide.guide, torch.rand(2, *SHAPE))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wide.prior_net.blocks.parameters())
+    assert LOM(toy, scene_dim=4, prior_width=toy.slot_dim).prior_loc.in_features == toy.slot_dim
+    with pytest.raises(ValueError, match="prior_width"):
+        LOM(toy, scene_dim=4, prior_width=0)
+    with pytest.raises(ValueError, match="prior_width=12 needs slot_prior='transformer'"):
+        LOM(toy, scene_dim=4, prior_width=12, slot_prior="lstm")
+    with pytest.raises(ValueError, match="share_prior_and_scale_nets needs prior_width"):
+        LOM(toy, scene_dim=4, prior_width=12, share_prior_and_scale_nets=True)
+
+
 def test_encode_uses_one_orderless_posterior_and_the_mean_scene(lom):
     x = torch.rand(3, *SHAPE)
     enc = lom.encode(x)

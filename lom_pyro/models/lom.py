@@ -95,6 +95,9 @@ class LOM(PyroModule):
         ``forward(temperature) -> distribution`` with ``dim = scene_dim``
         (e.g. :class:`lom_pyro.priors.MixtureScenePrior`).
     :param prior_depth: SA blocks in ``f_θ`` (2). :param scale_depth: in ``f'_φ`` (2).
+    :param prior_width: token width of the transformer ``f_θ`` (default Dz, the paper's; its
+        two linear heads map it to Dz). Not in the paper: at Dz = 32 a 128-wide ``f_θ``
+        explained more of the slot means, not better samples (docs/benchmarks.md).
     :param encoder_depth: SA blocks in ``g_φ`` (3).
     :param sum_pooling: ``g_φ`` pools by sum (False: the scene token, an ablation).
     :param share_prior_and_scale_nets: ``f'_φ`` reuses ``f_θ``'s weights (ablation Model 6).
@@ -134,6 +137,7 @@ class LOM(PyroModule):
 
     def __init__(self, orderless: OrderlessModel, *, scene_dim: int = 128, scene_prior=None,
                  prior_depth: int = 2, scale_depth: int = 2, encoder_depth: int = 3,
+                 prior_width: int | None = None,
                  sum_pooling: bool = True, share_prior_and_scale_nets: bool = False,
                  reuse_orderless_scales: bool = False, matching: str = "greedy",
                  likelihood: str = "gaussian", sigma: float = 0.7,
@@ -175,11 +179,20 @@ class LOM(PyroModule):
         self.slot_free_bits = slot_free_bits
         self.score_orderless = True
         self.slot_prior = networks["slot_prior"]
+        width = dz if prior_width is None else int(prior_width)
+        if width < 1:
+            raise ValueError(f"prior_width must be >= 1, got {prior_width}")
+        if width != dz and self.slot_prior != "transformer":
+            raise ValueError(f"prior_width={prior_width} needs slot_prior='transformer' (SRI's LSTM prior "
+                             f"feeds Dz-wide slots back in), got slot_prior={self.slot_prior!r}")
+        if width != dz and share_prior_and_scale_nets:
+            raise ValueError(f"share_prior_and_scale_nets needs prior_width = Dz = {dz} (f'_φ reads Dz-wide "
+                             f"means), got prior_width={prior_width}")
         # §3.1: prior transformer f_θ (or SRI's LSTM) and its two linear heads
-        self.prior_net = (CausalTransformer(scene_dim, dz, k, depth=prior_depth) if self.slot_prior == "transformer"
-                          else LSTMChain(scene_dim, dz))
-        self.prior_loc = nn.Linear(dz, dz)
-        self.prior_scale = nn.Linear(dz, dz)
+        self.prior_net = (CausalTransformer(scene_dim, width, k, depth=prior_depth)
+                          if self.slot_prior == "transformer" else LSTMChain(scene_dim, dz))
+        self.prior_loc = nn.Linear(width, dz)
+        self.prior_scale = nn.Linear(width, dz)
         # §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ and w_φ
         self.scene_encoder = (SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
                               if networks["scene_encoder"] == "transformer"
