@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lom_pyro.assess import unit_frame
@@ -40,31 +39,20 @@ def cached_posteriors(lom, images: torch.Tensor, chunk: int = 256) -> dict[str, 
             "loc": torch.cat([p.slots_loc for p in parts]), "scale": torch.cat([p.slots_scale for p in parts])}
 
 
-class ScenePrior(nn.Module):
-    """g_φ with its heads and f_θ with its heads: the checkpoint's own, or fresh ones."""
-
-    def __init__(self, lom, width: int | None = None) -> None:
-        super().__init__()
-        own = copy.deepcopy(lom)
-        self.encoder, self.scene_loc, self.scene_scale = own.scene_encoder, own.scene_loc, own.scene_scale
-        if width is None:
-            self.prior, self.prior_loc, self.prior_scale = own.prior_net, own.prior_loc, own.prior_scale
-            return
+def scene_prior_copy(lom, width: int | None = None):
+    """A copy of the LOM whose g_φ, scene heads, f_θ and f_θ heads are the checkpoint's own
+    (``width`` None) or fresh, with f_θ ``width`` wide; with the parameters to train."""
+    own = copy.deepcopy(lom)
+    if width is not None:
         ds, dz, k = lom.scene_dim, lom.slot_dim, lom.num_slots
-        for p in self.encoder.parameters():   # weights anew; norms and biases as they were
+        for p in own.scene_encoder.parameters():   # weights anew; norms and biases as they were
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
-        self.scene_loc, self.scene_scale = nn.Linear(ds, ds), nn.Linear(ds, ds)
-        self.prior = CausalTransformer(ds, width, k)
-        self.prior_loc, self.prior_scale = nn.Linear(width, dz), nn.Linear(width, dz)
-
-    def scene(self, orderless_loc):
-        h = self.encoder(orderless_loc)
-        return self.scene_loc(h), F.softplus(self.scene_scale(h)) + 1e-4
-
-    def slots(self, s):
-        h = self.prior(s)
-        return self.prior_loc(h), F.softplus(self.prior_scale(h)) + 1e-4
+        own.scene_loc, own.scene_scale = nn.Linear(ds, ds), nn.Linear(ds, ds)
+        own.prior_net = CausalTransformer(ds, width, k)
+        own.prior_loc, own.prior_scale = nn.Linear(width, dz), nn.Linear(width, dz)
+    trained = (own.scene_encoder, own.scene_loc, own.scene_scale, own.prior_net, own.prior_loc, own.prior_scale)
+    return own, [p for module in trained for p in module.parameters()]
 
 
 def scene_kl(loc, scale):
@@ -75,13 +63,13 @@ def explained_variance(loc, prior_loc) -> list[float]:
     return (1 - (loc - prior_loc).var(0).sum(-1) / loc.var(0).sum(-1)).tolist()
 
 
-def train(name, net, data, test, lom, steps, free_bits, batch=64, lr=1e-3, reports=4) -> list[dict]:
-    optimiser = torch.optim.Adam(net.parameters(), lr)
+def train(name, lom, parameters, data, test, steps, free_bits, batch=64, lr=1e-3, reports=4) -> list[dict]:
+    optimiser = torch.optim.Adam(parameters, lr)
     n, rows, start = len(data["loc"]), [], time.perf_counter()
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (batch,))
-        loc, scale = net.scene(data["orderless_loc"][idx])
-        prior_loc, prior_scale = net.slots(loc + scale * torch.randn_like(scale))
+        loc, scale = lom.scene_posterior(data["orderless_loc"][idx])
+        prior_loc, prior_scale = lom.prior_slots(loc + scale * torch.randn_like(scale))
         slot_kl = torch.distributions.kl_divergence(
             torch.distributions.Normal(data["loc"][idx], data["scale"][idx]),
             torch.distributions.Normal(prior_loc, prior_scale)).sum((1, 2))
@@ -91,10 +79,9 @@ def train(name, net, data, test, lom, steps, free_bits, batch=64, lr=1e-3, repor
         optimiser.step()
         if step % (steps // reports) == 0:
             with torch.no_grad():
-                loc, scale = net.scene(test["orderless_loc"])
-                prior_loc, _ = net.slots(loc)
-                rgb, logits = lom.decode(prior_loc)
-                images = (torch.softmax(logits, 1) * rgb).sum(1)
+                loc, scale = lom.scene_posterior(test["orderless_loc"])
+                prior_loc, _ = lom.prior_slots(loc)
+                images = lom.render(prior_loc).images
                 row = {"variant": name, "step": step, "train_slot_kl": float(slot_kl.mean()),
                        "heldout_scene_kl": float(scene_kl(loc, scale).mean()),
                        "explained_variance_per_slot": explained_variance(test["loc"], prior_loc),
@@ -132,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                    (f"own nets, λ {fb:g}", None, fb),
                                    (f"fresh, width {dz}, λ {fb:g}", dz, fb),
                                    (f"fresh, width {args.wide}, λ {fb:g}", args.wide, fb)):
-        rows += train(name, ScenePrior(lom, width), data, test, lom, args.steps, free_bits)
+        rows += train(name, *scene_prior_copy(lom, width), data, test, args.steps, free_bits)
     if args.json:
         Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "scenes": args.scenes,
                                                "rows": rows}, indent=2))

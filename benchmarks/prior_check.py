@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyro.distributions as dist
 import torch
@@ -50,11 +49,11 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
         "s_acc_prior_means_given_posterior_scene": acc(module.generate(enc.scene_loc, 0.0)),
     }
     if module.slot_prior != "transformer":
-        result["s_acc_prior_means_given_posterior_scene_and_slots"] = acc(_decoded(module, prior_loc))
+        result["s_acc_prior_means_given_posterior_scene_and_slots"] = acc(module.render(prior_loc))
     # how much slot noise the decoded scenes survive: the posterior means plus Gaussian noise
     # of c times each dimension's spread over the scenes, or of τ times the prior's scale
     spread = enc.slots_loc.std(0, keepdim=True)
-    noisy = lambda scale: _decoded(module, enc.slots_loc + scale * torch.randn_like(enc.slots_loc))
+    noisy = lambda scale: module.render(enc.slots_loc + scale * torch.randn_like(enc.slots_loc))
     for c in NOISE_FRACTIONS:
         result[f"s_acc_posterior_means_plus_{c}_spread_noise"] = acc(noisy(c * spread))
     result[f"s_acc_posterior_means_plus_{temperature}_prior_scale_noise"] = acc(noisy(temperature * prior_scale))
@@ -72,11 +71,6 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
         "prior_scene_sample_norm": temperature * module.scene_dim ** 0.5,
     })
     return result
-
-
-def _decoded(module, z: torch.Tensor):
-    rgb, logits = module.decode(z)
-    return SimpleNamespace(images=(torch.softmax(logits, dim=1) * rgb).sum(1))
 
 
 def _scene_kl(module, loc: torch.Tensor, scale: torch.Tensor) -> float:

@@ -373,6 +373,12 @@ class LOM(PyroModule):
             z = loc + temperature * scale * torch.randn_like(loc)
         else:
             z = self._rollout(s, temperature)[0]
+        return self.render(z, s)
+
+    @torch.no_grad()
+    def render(self, z: Tensor, s: Tensor | None = None) -> Generated:
+        """Decode ordered slots ``z (N, K, Dz)`` into images, masks and components; ``s``
+        is carried along as the scene latent they came from (if any)."""
         rgb, logits = self.decode(z)
         masks = torch.softmax(logits, dim=1)
         return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=s, z=z)
@@ -421,9 +427,7 @@ class LOM(PyroModule):
         """Decode the ordered posterior means of ``x``: images, masks and components in
         LOM slot order."""
         enc = self.encode(x)
-        rgb, logits = self.decode(enc.slots_loc)
-        masks = torch.softmax(logits, dim=1)
-        return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=enc.s, z=enc.slots_loc)
+        return self.render(enc.slots_loc, enc.s)
 
 
 
