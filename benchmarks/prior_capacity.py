@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lom, config = load_trained(args.checkpoint)
     if config.dataset != "stacks":
         raise ValueError(f"{args.checkpoint}: needs the procedural 'stacks' dataset, not {config.dataset!r}")
+    torch.manual_seed(0)   # before caching: the orderless guide samples
     scenes = generate("stacks", args.scenes, config.image_size, seed=777)
     data = cached_posteriors(lom, torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0)
     test = cached_posteriors(lom, held_out(config, args.test_scenes)["images"])
-    torch.manual_seed(0)
     dz, fb = lom.slot_dim, args.free_bits
     rows = []
     for name, width, free_bits in ((f"own nets, λ {lom.scene_free_bits:g}", None, lom.scene_free_bits),
