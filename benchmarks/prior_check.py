@@ -23,6 +23,7 @@ import pyro.distributions as dist
 import torch
 
 from lom_pyro.assess import unit_frame
+from lom_pyro.checkpoint import load_checkpoint
 from lom_pyro.metrics.structure import structure_accuracy
 from lom_pyro.training import held_out, load_trained
 
@@ -33,7 +34,7 @@ NOISE_FRACTIONS = (0.1, 0.2, 0.3)
 @torch.no_grad()
 def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     module, config = load_trained(path)
-    step = int(torch.load(path, map_location="cpu", weights_only=True).get("step", -1))
+    step = int(load_checkpoint(path).get("step", -1))
     if config.dataset != "stacks":
         raise ValueError(f"{path}: structure accuracy needs the procedural 'stacks' dataset, not {config.dataset!r}")
     x = held_out(config, scenes)["images"]
