@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyro.distributions as dist
@@ -24,7 +25,7 @@ import torch
 
 from lom_pyro.assess import unit_frame
 from lom_pyro.checkpoint import load_checkpoint
-from lom_pyro.metrics.structure import structure_accuracy
+from lom_pyro.metrics.structure import analyse_stack, structure_accuracy
 from lom_pyro.training import held_out, load_trained
 
 
@@ -44,9 +45,10 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     # p(z_k | s, z_{<k}) at the posterior scene mean and the ordered posterior slot means
     # (teacher forcing; for the paper's deterministic chain it does not depend on the slots)
     prior_loc, prior_scale = module.prior_given(enc.scene_loc, enc.slots_loc)
+    reconstructions = module.reconstruct(x)
     result = {
         "checkpoint": path, "step": step, "scenes": scenes, "slot_prior": module.slot_prior,
-        "s_acc_reconstructions": acc(module.reconstruct(x)),
+        "s_acc_reconstructions": acc(reconstructions),
         "s_acc_prior_means_given_posterior_scene": acc(module.generate(enc.scene_loc, 0.0)),
     }
     if module.slot_prior != "transformer":
@@ -58,8 +60,12 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     for c in NOISE_FRACTIONS:
         result[f"s_acc_posterior_means_plus_{c}_spread_noise"] = acc(noisy(c * spread))
     result[f"s_acc_posterior_means_plus_{temperature}_prior_scale_noise"] = acc(noisy(temperature * prior_scale))
+    samples = module.sample(scenes, temperature)
     result.update({
-        "s_acc_samples": acc(module.sample(scenes, temperature)),
+        "s_acc_samples": acc(samples),
+        # what the judge stopped at first (rule 4's "blurred boundary" is soft masks)
+        "judge_reasons_reconstructions": _reasons(unit_frame(module, reconstructions.images)),
+        "judge_reasons_samples": _reasons(unit_frame(module, samples.images)),
         "slot_scale_ratio_q_over_p": float((enc.slots_scale / prior_scale).mean()),
         "slot_mean_gap_over_prior_scale": float(((enc.slots_loc - prior_loc).abs() / prior_scale).mean()),
         # share of the variance (over scenes) of each ordered slot's posterior mean that the
@@ -72,6 +78,13 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
         "prior_scene_sample_norm": temperature * module.scene_dim ** 0.5,
     })
     return result
+
+
+def _reasons(images: torch.Tensor) -> dict[str, int]:
+    """How many images the structure judge passed (``"ok"``) or stopped at each rule (its
+    reason without the pixel rows)."""
+    reasons = Counter(analyse_stack(image, value_range=(0.0, 1.0)).reason.split(":")[0] for image in images)
+    return dict(reasons.most_common())
 
 
 def _scene_kl(module, loc: torch.Tensor, scale: torch.Tensor) -> float:
@@ -95,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(result["checkpoint"])
         for key, value in result.items():
             if key != "checkpoint":
-                shown = ([round(v, 3) for v in value] if isinstance(value, list)
+                shown = ([round(v, 3) for v in value] if isinstance(value, list) else value if isinstance(value, dict)
                          else f"{value:.4g}" if isinstance(value, float) else value)
                 print(f"  {key:<50}{shown}")
     if args.json:

@@ -69,14 +69,15 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
     assert metrics["steps"] == 2
 
 
-def test_the_shipped_stacks32_decomposes_held_out_stacks_as_its_record_says():
+@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar"])
+def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name):
     from lom_pyro.assess import decomposition_metrics
     from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
     from lom_pyro.training import TrainConfig, held_out
 
-    assert "stacks32" in available()
-    assert pretrained_path("stacks32").stat().st_size <= MAX_BYTES
-    lom = LOM.from_pretrained("stacks32")                  # weights_only load of a file lom-pyro export wrote
+    assert name in available()
+    assert pretrained_path(name).stat().st_size <= MAX_BYTES
+    lom = LOM.from_pretrained(name)                        # weights_only load of a file lom-pyro export wrote
     info = lom.pretrained_info
     assert info["step"] > 0 and info["config"]["dataset"] == "stacks" and info["config"]["image_size"] == 32
     recorded = info["metrics"]["ari_fg_lom"]

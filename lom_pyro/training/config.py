@@ -141,7 +141,8 @@ HELP: dict[str, str] = {
     "lom_decoder_frozen_steps": "main-stage steps during which the LOM decoder takes no update (with a copied "
                                 "decoder: the order-aware scales start near softplus(0) = 0.69, far wider than the "
                                 "orderless posterior's, and the decoder trained on such noisy slots forgets "
-                                "within 100 steps what it was copied for)",
+                                "within 100 steps what it was copied for; thawed once the scales have settled, "
+                                "it sharpens the reconstructions and samples)",
     "likelihood": "image likelihood of the orderless model and the LOM: 'gaussian' (one global sigma) or 'mog' "
                   "(mixture of Gaussians, e.g. GENv2-MoG); unset: the models' own setting",
     "goal": "GECO goal of the LOM's reconstruction, per pixel and channel (A.4.2)",
