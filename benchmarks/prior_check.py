@@ -42,13 +42,14 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     torch.manual_seed(0)
     enc = module.encode(x)
     acc = lambda generated: structure_accuracy(unit_frame(module, generated.images), value_range=(0.0, 1.0))
+    judged = lambda generated: _judged(unit_frame(module, generated.images))
     # p(z_k | s, z_{<k}) at the posterior scene mean and the ordered posterior slot means
     # (teacher forcing; for the paper's deterministic chain it does not depend on the slots)
     prior_loc, prior_scale = module.prior_given(enc.scene_loc, enc.slots_loc)
-    reconstructions = module.reconstruct(x)
+    s_acc_reconstructions, reasons_reconstructions = judged(module.reconstruct(x))
     result = {
         "checkpoint": path, "step": step, "scenes": scenes, "slot_prior": module.slot_prior,
-        "s_acc_reconstructions": acc(reconstructions),
+        "s_acc_reconstructions": s_acc_reconstructions,
         "s_acc_prior_means_given_posterior_scene": acc(module.generate(enc.scene_loc, 0.0)),
     }
     if module.slot_prior != "transformer":
@@ -60,12 +61,12 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     for c in NOISE_FRACTIONS:
         result[f"s_acc_posterior_means_plus_{c}_spread_noise"] = acc(noisy(c * spread))
     result[f"s_acc_posterior_means_plus_{temperature}_prior_scale_noise"] = acc(noisy(temperature * prior_scale))
-    samples = module.sample(scenes, temperature)
+    s_acc_samples, reasons_samples = judged(module.sample(scenes, temperature))
     result.update({
-        "s_acc_samples": acc(samples),
+        "s_acc_samples": s_acc_samples,
         # what the judge stopped at first (rule 4's "blurred boundary" is soft masks)
-        "judge_reasons_reconstructions": _reasons(unit_frame(module, reconstructions.images)),
-        "judge_reasons_samples": _reasons(unit_frame(module, samples.images)),
+        "judge_reasons_reconstructions": reasons_reconstructions,
+        "judge_reasons_samples": reasons_samples,
         "slot_scale_ratio_q_over_p": float((enc.slots_scale / prior_scale).mean()),
         "slot_mean_gap_over_prior_scale": float(((enc.slots_loc - prior_loc).abs() / prior_scale).mean()),
         # share of the variance (over scenes) of each ordered slot's posterior mean that the
@@ -80,11 +81,12 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     return result
 
 
-def _reasons(images: torch.Tensor) -> dict[str, int]:
-    """How many images the structure judge passed (``"ok"``) or stopped at each rule (its
-    reason without the pixel rows)."""
-    reasons = Counter(analyse_stack(image, value_range=(0.0, 1.0)).reason.split(":")[0] for image in images)
-    return dict(reasons.most_common())
+def _judged(images: torch.Tensor) -> tuple[float, dict[str, int]]:
+    """Each image judged once: the structure accuracy, and how many images the judge passed
+    (``"ok"``) or stopped at each rule (its reason without the pixel rows)."""
+    analyses = [analyse_stack(image, value_range=(0.0, 1.0)) for image in images]
+    reasons = Counter(a.reason.split(":")[0] for a in analyses)
+    return sum(a.structured for a in analyses) / len(analyses), dict(reasons.most_common())
 
 
 def _scene_kl(module, loc: torch.Tensor, scale: torch.Tensor) -> float:
