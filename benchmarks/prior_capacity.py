@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise ValueError(f"{args.checkpoint}: needs the procedural 'stacks' dataset, not {config.dataset!r}")
     torch.manual_seed(0)   # before caching: the orderless guide samples
     scenes = generate("stacks", args.scenes, config.image_size, seed=777)
-    data = cached_posteriors(lom, torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+    data = cached_posteriors(lom, scenes.model_images())
     test = cached_posteriors(lom, held_out(config, args.test_scenes)["images"])
     dz, fb = lom.slot_dim, args.free_bits
     rows = []

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> LOM:
               batch_size=16, image_size=32, out="runs/example_custom_prior")
     device = next(lom.parameters()).device
     scenes = generate("stacks", 4, image_size=lom.image_shape[-1], seed=1)  # unseen scenes, [0, 255]
-    images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+    images = scenes.model_images().to(device)
     for name, draws in [("prior predictive", prior_predictive(lom, 3, batch_size=4)),
                         ("posterior predictive", posterior_predictive(lom, images, 3))]:
         print(f"{name}: " + ", ".join(f"{site} {tuple(value.shape)}" for site, value in draws.items()))

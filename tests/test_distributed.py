@@ -34,7 +34,7 @@ WORKER = textwrap.dedent("""
     import sys, torch, pyro
     import torch.distributed as dist
     from lom_pyro import EMORL, LOM, GECO, LOMELBO
-    from lom_pyro.training.distributed import LossModule, join, wrap
+    from lom_pyro.training.distributed import LossModule, join, leave, wrap
 
     ranks = join("cpu")
     torch.manual_seed(0)
@@ -45,8 +45,11 @@ WORKER = textwrap.dedent("""
     ddp = wrap(LossModule(lom, geco), ranks, torch.device("cpu"))   # keep it alive until backward has run
     loss, logs = ddp(x[2 * ranks.rank:2 * ranks.rank + 2])
     loss.backward()
+    owned = ranks.owns_group
+    leave(ranks)                                     # both ranks meet, then the group is gone
     torch.save({{"grads": [p.grad for p in lom.parameters()], "err": logs["err/x"],
-                "ema": geco.states["x"].err_ema}}, f"rank{{ranks.rank}}.pt")
+                "ema": geco.states["x"].err_ema, "owned": owned, "left": not dist.is_initialized()}},
+               f"rank{{ranks.rank}}.pt")
 """)
 
 
@@ -78,6 +81,7 @@ def test_ddp_gradients_are_the_mean_of_the_ranks_and_geco_sees_the_global_error(
     assert torch.equal(ranks[0]["err"], errors[0]) and torch.equal(ranks[1]["err"], errors[1])
     for rank in ranks:   # GECO's constraint is the all-reduced mean error, the same on every rank
         torch.testing.assert_close(rank["ema"], (errors[0] + errors[1]) / 2)
+    assert all(rank["owned"] and rank["left"] for rank in ranks)   # join() made the group, leave() ended it
 
 
 def test_torchrun_training_keeps_ranks_identical_and_rank0_alone_writes(tmp_path):

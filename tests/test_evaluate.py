@@ -51,7 +51,7 @@ def test_evaluate_and_figures(lom, tmp_path):
     torch.manual_seed(0)
     lom32 = LOM(ToyOrderless(num_slots=6, slot_dim=4, image_shape=(3, 32, 32)), scene_dim=4)
     scenes = generate("stacks", 12, 32, seed=3)
-    evaluation = {"images": torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1,
+    evaluation = {"images": scenes.model_images(),
                   "masks": torch.from_numpy(scenes.masks), "background": scenes.background_channels}
     metrics = evaluate_module(lom32, evaluation, LOMELBO(), dataset="stacks")
     assert -1.0 <= metrics["ari_fg_orderless"] <= 1.0 and -1.0 <= metrics["ari_fg_lom"] <= 1.0
@@ -96,7 +96,7 @@ def test_structure_accuracy_of_reconstructions(blur, expected):
     from lom_pyro.assess import decomposition_metrics
 
     scenes = generate("stacks", 8, 32, seed=4)
-    evaluation = {"images": torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1,
+    evaluation = {"images": scenes.model_images(),
                   "masks": torch.from_numpy(scenes.masks), "background": scenes.background_channels}
     metrics = decomposition_metrics(PixelCopy((3, 32, 32), blur), evaluation, "stacks")
     assert metrics["structure_accuracy_recon_orderless"] == expected

@@ -154,6 +154,20 @@ def test_checkpoint_is_atomic_and_refuses_pickled_code(tmp_path):
         load_checkpoint(evil)
 
 
+def test_checkpoint_gets_the_permissions_a_plain_file_would(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        path = save_checkpoint(tmp_path / "ck.pt", {"step": 1})
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+
+
 def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
     from lom_pyro.priors import MixtureScenePrior
     from lom_pyro.training import parameter_groups as _parameter_groups

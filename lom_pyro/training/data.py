@@ -110,9 +110,9 @@ def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> 
         from lom_pyro.data.procedural import generate
 
         scenes = generate(config.dataset, n, config.image_size, seed=config.seed + 10_000)
-        images = torch.from_numpy(scenes.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return {"images": images, "masks": torch.from_numpy(scenes.masks), "background": scenes.background_channels,
-                "factors": torch.from_numpy(scenes.factors), "factor_names": scenes.factor_names}
+        return {"images": scenes.model_images(), "masks": torch.from_numpy(scenes.masks),
+                "background": scenes.background_channels, "factors": torch.from_numpy(scenes.factors),
+                "factor_names": scenes.factor_names}
     from lom_pyro.data.dataset import SceneDataset
 
     data = SceneDataset(config.dataset, split=split, value_range=(-1.0, 1.0))

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from lom_pyro.models.programs import programs
 
-__all__ = ["Ranks", "join", "LossModule", "wrap", "any_rank", "check_in_sync"]
+__all__ = ["Ranks", "join", "leave", "LossModule", "wrap", "any_rank", "check_in_sync"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False    # join() created the process group, so leave() destroys it
 
     @property
     def main(self) -> bool:
@@ -49,12 +50,22 @@ def join(device: str) -> Ranks:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1 and not dist.is_initialized():
         return Ranks()
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         torch.cuda.set_device(local)
-    return Ranks(dist.get_rank(), dist.get_world_size(), local)
+    return Ranks(dist.get_rank(), dist.get_world_size(), local, owns_group=created)
+
+
+def leave(ranks: Ranks) -> None:
+    """Destroy the process group :func:`join` created, once every rank has got here.
+    Left to interpreter shutdown, a rank that finishes first (rank 0 still evaluates) tore
+    its gloo group down while its peer's was live and was once killed by SIGABRT."""
+    if ranks.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class LossModule(nn.Module):

@@ -45,7 +45,7 @@ from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_
                                      load_initial_weights, load_orderless, parameter_groups)
 from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig
 from lom_pyro.training.data import TrainingBatches, check_data, held_out
-from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, wrap
+from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, leave, wrap
 from lom_pyro.training.log import RunLog
 from lom_pyro.training.speed import AMP_DTYPES, autocast_networks, compile_networks
 from lom_pyro.training.state import RunFolder, rng_state, set_rng_state
@@ -295,6 +295,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     except Stopped as stop:
         if ranks.main:
             _write_curves(run)
+        leave(ranks)
         return {"stopped": str(stop), "step": stop.step}
     except BaseException:
         if ranks.main and run.steps_taken == 0 and _payload is None:  # nothing trained: leave no files behind
@@ -303,6 +304,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
                 folder.path.rmdir()
         raise
     if not ranks.main:
+        leave(ranks)    # waits for rank 0's evaluation below
         return {"rank": ranks.rank, "steps": steps, "orderless_steps": orderless_steps}
     seconds = time.perf_counter() - started
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
@@ -310,6 +312,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
                    world_size=ranks.world)
     (folder.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_curves(run)
+    leave(ranks)
     return metrics
 
 

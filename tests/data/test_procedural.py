@@ -219,6 +219,11 @@ def test_stream_matches_generate_and_value_range() -> None:
     endless = ProceduralDataset("stacks", image_size=32, seed=9)
     first = [x["image"] for x in itertools.islice(iter(endless), CHUNK_SIZE + 3)]
     np.testing.assert_array_equal(_as_uint8(torch.stack(first), -1.0, 1.0), ref.images)
+    # the held-out form: the stream's default range to within float32 rounding, on its own bytes
+    model = ref.model_images()
+    assert model.dtype == torch.float32 and model.shape == images.shape
+    torch.testing.assert_close(model, torch.stack(first), rtol=0, atol=2e-7)
+    np.testing.assert_array_equal(_as_uint8(model, -1.0, 1.0), ref.images)
     with pytest.raises(TypeError):
         len(endless)
 
