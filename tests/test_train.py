@@ -285,3 +285,22 @@ def test_lom_decoder_init_refuses_what_it_cannot_copy():
         config_from_preset("quickstart", lom_decoder_init="orderless", orderless_steps=2, lom_decoder={"hidden": 8})
     with pytest.raises(ValueError, match="lom_decoder_frozen_steps must be >= 0"):
         config_from_preset("quickstart", lom_decoder_frozen_steps=-1)
+
+
+@pytest.mark.parametrize("form", ["orderless", "genesis"])
+def test_lom_beta_max_lets_the_lom_kl_weight_pass_one_once_its_goal_is_met(form):
+    from lom_pyro.sites import OBS
+
+    _, paper = build(config_from_preset("quickstart", lom_geco=form))
+    _, raised = build(config_from_preset("quickstart", lom_geco=form, lom_beta_max=4.0, geco_warmup=0))
+    assert paper.states[OBS].config.beta_max == 1.0   # the default: a valid ELBO once the goal is met
+    state = raised.states[OBS]
+    assert state.config.beta_max == 4.0 and state.config.update == ("additive" if form == "orderless"
+                                                                    else "multiplicative")
+    # an error far below the goal: β climbs past 1 and stops at the ceiling
+    goal_err = state.config.goal_error(3 * 32 * 32)
+    for _ in range(200):
+        state.update(torch.tensor(goal_err - 1e6), 3 * 32 * 32)
+    assert state.beta.item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="lom_beta_max must be a finite number >= 1"):
+        TrainConfig(lom_beta_max=0.5)

@@ -57,11 +57,12 @@ def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
         _check_goal("goal", config.goal, module.sigma)
         # A.4.2: LOM-EMORL runs EMORL's GECO code for the LOM's constraint too (its additive
         # update: β falls like 1/t while the goal is unmet); "genesis" is the multiplicative
-        # form. Either way β ≤ 1: the KL weight returns to 1 (a valid ELBO) once the goal is met.
+        # form. Either way β ≤ 1 by default: the KL weight returns to 1 (a valid ELBO) once the
+        # goal is met; lom_beta_max > 1 lets it rise further (SRI's clamp is 1e10).
         if config.lom_geco == "orderless" and own_form:
-            goals[OBS] = own_form(config.goal, **geco)
+            goals[OBS] = dataclasses.replace(own_form(config.goal, **geco), beta_max=config.lom_beta_max)
         else:
-            goals[OBS] = GECOConfig(goal=config.goal, beta_max=1.0, **geco)
+            goals[OBS] = GECOConfig(goal=config.goal, beta_max=config.lom_beta_max, **geco)
     return module, GECO(LOMELBO(), goals)
 
 

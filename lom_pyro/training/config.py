@@ -53,6 +53,7 @@ class TrainConfig:
     goal: float = -0.352
     orderless_goal: float = -0.352
     lom_geco: str = "orderless"
+    lom_beta_max: float = 1.0
     geco_speedup: float | None = 5.0
     geco_step_size: float = 1e-6
     geco_warmup: int = 1000
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"orderless must be one of {sorted(ORDERLESS_CLASSES)}, got {self.orderless!r}")
         if self.lom_geco not in LOM_GECO_FORMS:
             raise ValueError(f"lom_geco must be one of {LOM_GECO_FORMS}, got {self.lom_geco!r}")
+        if not (math.isfinite(self.lom_beta_max) and self.lom_beta_max >= 1):
+            raise ValueError(f"lom_beta_max must be a finite number >= 1 (β starts at 1), got {self.lom_beta_max}")
         if self.scene_prior not in ("normal", "mixture"):
             raise ValueError(f"scene_prior must be 'normal' or 'mixture', got {self.scene_prior!r}")
         if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
@@ -149,6 +152,9 @@ HELP: dict[str, str] = {
     "orderless_goal": "GECO goal of the orderless model's reconstruction, per pixel and channel",
     "lom_geco": "GECO form of the LOM's constraint: 'orderless' uses the orderless model's own (EMORL's "
                 "additive update, as the paper's LOM-EMORL, A.4.2); 'genesis' the multiplicative form",
+    "lom_beta_max": "ceiling of the LOM's GECO multiplier β (1, the default: β returns to 1 once the goal is "
+                    "met, a valid ELBO, as design.md has it; above 1, as SRI's code clamps at 1e10, the KL keeps "
+                    "gaining weight while the reconstruction beats the goal)",
     "geco_speedup": "factor on the GECO step once the goal is met (paper: 5 / 50 / 10)",
     "geco_step_size": "GECO step (paper: 1e-6)",
     "geco_warmup": "steps before the GECO multipliers move (EMORL: 1,000)",
