@@ -45,7 +45,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)   # reading the umask means setting it; put it straight back
+    try:                 # Linux tells it without changing it (other threads may be creating files)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)   # elsewhere reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
 

@@ -154,18 +154,19 @@ def test_checkpoint_is_atomic_and_refuses_pickled_code(tmp_path):
         load_checkpoint(evil)
 
 
-def test_checkpoint_gets_the_permissions_a_plain_file_would(tmp_path):
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoint_gets_the_permissions_a_plain_file_would(tmp_path, umask, mode):
     import os
     import stat
 
-    mask = os.umask(0o022)
+    mask = os.umask(umask)
     try:
         plain = tmp_path / "plain.txt"
         plain.write_text("x")
         path = save_checkpoint(tmp_path / "ck.pt", {"step": 1})
     finally:
         os.umask(mask)
-    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == mode
 
 
 def test_parameter_groups_are_clipped_separately_and_mixture_prior_builds():
