@@ -49,17 +49,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    if args.samples < 1 or any(not 0 <= t <= 10 for t in args.temperatures):
-        parser.error("--samples must be >= 1 and every --temperatures value in [0, 10]")
+    if args.samples < 1:
+        parser.error(f"--samples must be >= 1, got {args.samples}")
+    if any(not 0 <= t <= 10 for t in args.temperatures):
+        parser.error(f"--temperatures must each lie in [0, 10], got {args.temperatures}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
         lom = LOM.from_pretrained(name)
-        if lom.pretrained_info["config"]["dataset"] != "stacks":
+        if lom.pretrained_info.get("config", {}).get("dataset") != "stacks":
             raise ValueError(f"{name}: the structure judge needs a model of procedural 'stacks'")
         started = time.perf_counter()
         accuracy = sweep(lom, tuple(args.temperatures), args.samples)
-        rows.append({"model": name, "step": lom.pretrained_info["step"], "samples": args.samples,
+        rows.append({"model": name, "run_step": lom.pretrained_info["step"], "samples": args.samples,
                      "structure_accuracy": accuracy, "seconds": round(time.perf_counter() - started, 1)})
     header = "model".ljust(16) + "".join(f"τ={t:<7g}" for t in args.temperatures)
     print(header)

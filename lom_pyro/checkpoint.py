@@ -32,8 +32,11 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 would hide the file from a shared group
         with os.fdopen(fd, "wb") as handle:
+            try:   # mkstemp's 0600 would hide the file from a shared group; a plain file's mode instead
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            except OSError:   # a file system that refuses chmod: keep 0600 rather than fail the save
+                pass
             torch.save({"format": FORMAT, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())

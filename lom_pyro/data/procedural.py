@@ -121,8 +121,9 @@ class ProceduralScenes:
 
     def model_images(self) -> torch.Tensor:
         """The images as the models take them: ``float32`` in [-1, 1], ``(N, 3, H, W)``.
-        (:class:`ProceduralDataset` scales by its ``value_range`` in another, equally exact
-        order of operations; each is kept as recorded runs resume bit-identically with it.)"""
+        (:class:`ProceduralDataset` scales by its ``value_range`` in another order of
+        operations, equal within float32 rounding; each is kept because recorded runs resume
+        bit-identically with it.)"""
         return torch.from_numpy(self.images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 

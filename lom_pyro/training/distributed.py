@@ -60,10 +60,9 @@ def join(device: str) -> Ranks:
 
 
 def leave(ranks: Ranks) -> None:
-    """Destroy the process group :func:`join` created, once every rank has got here, rather
-    than at interpreter shutdown, where a rank that finishes first (rank 0 still evaluates)
-    tears its gloo group down under a live peer (our torchrun test once lost rank 1 to a
-    SIGABRT at exit)."""
+    """Destroy the process group :func:`join` created, once every rank has got here (the end
+    of training), rather than at interpreter shutdown, where a rank that exits first tears its
+    gloo group down under a live peer (our torchrun test once lost rank 1 to a SIGABRT at exit)."""
     if ranks.owns_group and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

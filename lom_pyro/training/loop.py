@@ -303,8 +303,8 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
             if created and folder.is_empty():
                 folder.path.rmdir()
         raise
+    leave(ranks)    # before rank 0 evaluates alone (no collectives there): no rank waits on it
     if not ranks.main:
-        leave(ranks)    # waits for rank 0's evaluation below
         return {"rank": ranks.rank, "steps": steps, "orderless_steps": orderless_steps}
     seconds = time.perf_counter() - started
     metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
@@ -312,7 +312,6 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
                    world_size=ranks.world)
     (folder.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_curves(run)
-    leave(ranks)
     return metrics
 
 
