@@ -23,7 +23,7 @@ from lom_pyro.models.lom import LOM
 from lom_pyro.models.programs import programs
 
 __all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write_figure", "unit_frame",
-           "sample_images", "reconstructions"]
+           "sample_images", "reconstructions", "s_acc_of_samples"]
 
 CHUNK = 64  # held-out scenes per forward pass
 
@@ -130,9 +130,11 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
         metrics["test_lom_kl_per_image"] = kl                      # the paper's test KL
         metrics["test_lom_elbo_per_image"] = per_site[f"loglik/{LOM.OBS}"] - kl
     if dataset == "stacks":
-        from lom_pyro.metrics.structure import structure_accuracy
+        from lom_pyro.metrics.structure import JUDGES
 
-        metrics["structure_accuracy_data"] = structure_accuracy(((images + 1) / 2).cpu(), value_range=(0.0, 1.0))
+        for judge, flags in JUDGES.items():
+            key = "structure_accuracy_data" + ("" if judge == "sharp" else f"_{judge}")
+            metrics[key] = float(flags(((images + 1) / 2).cpu(), value_range=(0.0, 1.0)).mean())
         metrics["sample_temperature"] = temperature
     return metrics
 
@@ -144,11 +146,12 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
     ordered one (``ari_fg_lom``) on the held-out scenes (None where no scene has a
     foreground); on procedural ``stacks`` also the structure accuracy of as many
     τ-samples (``structure_accuracy_samples``) and of the posterior-mean reconstructions
-    (``structure_accuracy_recon_<name>``): a decoder whose reconstructions of real stacks
-    fail the judge cannot draw samples that pass it, so the latter bound the former.
+    (``structure_accuracy_recon_<name>``) by the ``sharp`` judge, and the same by the
+    paper's ``touching`` judge (keys ending ``_touching``): a decoder whose reconstructions of
+    real stacks fail a judge cannot draw samples that pass it, so the latter bound the former.
     The periodic check during training and :func:`evaluate_module` both use it."""
     from lom_pyro.metrics.ari import ari_fg
-    from lom_pyro.metrics.structure import structure_accuracy, structure_flags
+    from lom_pyro.metrics.structure import JUDGES
 
     device = next(module.parameters()).device
     images, true_masks = evaluation["images"], evaluation["masks"]
@@ -161,7 +164,9 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
             for name, (recon, masks) in reconstructions(module, x).items():
                 ari.setdefault(name, []).append(ari_fg(truth, masks, evaluation["background"]))
                 if dataset == "stacks":
-                    structured.setdefault(name, []).append(structure_flags(recon.cpu(), value_range=(0.0, 1.0)))
+                    for judge, flags in JUDGES.items():
+                        key = name if judge == "sharp" else f"{name}_{judge}"
+                        structured.setdefault(key, []).append(flags(recon.cpu(), value_range=(0.0, 1.0)))
         metrics: dict[str, float | None] = {}
         for name, values in ari.items():
             v = torch.cat(values)
@@ -170,8 +175,39 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
             for name, flags in structured.items():
                 metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
             samples, _ = sample_images(module, images.shape[0], temperature)
-            metrics["structure_accuracy_samples"] = structure_accuracy(samples.cpu(), value_range=(0.0, 1.0))
+            for judge, flags in JUDGES.items():
+                key = "structure_accuracy_samples" + ("" if judge == "sharp" else f"_{judge}")
+                metrics[key] = float(flags(samples.cpu(), value_range=(0.0, 1.0)).mean())
     return metrics
+
+
+@torch.no_grad()
+def s_acc_of_samples(module: nn.Module, n: int, temperature: float, sheet: str | Path,
+                     judged: bool = True) -> dict[str, Any]:
+    """The paper's protocol (§4): ``n`` samples at ``temperature``; S-Acc by the ``touching``
+    and ``sharp`` judges with 95 % intervals (``judged``: procedural stacks only), and the
+    first 100 on a numbered contact sheet (PNG at ``sheet``) for a person to count, with
+    each judge's verdict on them beside it (the same name, ``.json``)."""
+    import json
+
+    from lom_pyro.metrics.labels import contact_sheet
+    from lom_pyro.metrics.structure import structure_report
+
+    with evaluation_mode(module, seed=EVAL_SEED):
+        samples = torch.cat([sample_images(module, min(CHUNK, n - i), temperature)[0].cpu()
+                             for i in range(0, n, CHUNK)])
+    shown = samples[:100]
+    sheet = Path(sheet)
+    sheet.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet(shown, 10, 4).save(sheet)
+    result: dict[str, Any] = {"samples": n, "temperature": temperature, "sheet": str(sheet)}
+    if judged:
+        report = structure_report(samples, value_range=(0.0, 1.0))
+        sheet.with_suffix(".json").write_text(json.dumps(
+            {judge: report[judge]["flags"][:100] for judge in ("touching", "sharp")}))
+        result.update({judge: {k: v for k, v in report[judge].items() if k != "flags"}
+                       for judge in ("touching", "sharp")})
+    return result
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lom_pyro.assess import CHUNK, evaluate_module, sample_images, unit_frame, write_figure
+from lom_pyro.assess import CHUNK, evaluate_module, s_acc_of_samples, sample_images, unit_frame, write_figure
 from lom_pyro.models.lom import LOM
 
 __all__ = ["dci_of_slots", "visualize", "markdown_table", "configure_evaluate", "run_evaluate",
@@ -87,6 +87,8 @@ def configure_evaluate(parser) -> None:
     parser.add_argument("--iwae-n", type=int, default=32, help="scenes for the importance-weighted bound")
     parser.add_argument("--fid-n", type=int, default=10_000, help="real and generated images for FID/KID")
     parser.add_argument("--inception", help="InceptionV3 weights file (else $LOM_PYRO_INCEPTION, hub cache, ...)")
+    parser.add_argument("--s-acc-samples", type=int, default=500, help="samples judged for S-Acc by the touching "
+                        "and sharp judges on procedural stacks (the first 100 also go on s_acc_sheet.png)")
     parser.add_argument("--s-acc-export", metavar="DIR", help="write 100 samples as a labelling sheet here")
     parser.add_argument("--s-acc-labels", metavar="CSV", help="read a filled-in labelling sheet back")
     parser.add_argument("--out", help="folder for eval.json and eval.md (default: the checkpoint's)")
@@ -101,6 +103,9 @@ def run_evaluate(args) -> int:
     from lom_pyro.models import programs
     from lom_pyro.training import held_out, load_trained
 
+    if args.s_acc_samples < 1:
+        print(f"lom-pyro evaluate: --s-acc-samples must be >= 1, got {args.s_acc_samples}", file=sys.stderr)
+        return 2
     try:
         module, config = load_trained(args.checkpoint, args.device)
     except (CheckpointError, ValueError) as err:
@@ -124,6 +129,8 @@ def run_evaluate(args) -> int:
             except ImportError as err:
                 metrics["dci"] = {"skipped": str(err)}
     metrics["fid"] = _fid(module, evaluation, args)
+    metrics["s_acc"] = s_acc_of_samples(module, args.s_acc_samples, args.temperature, out / "s_acc_sheet.png",
+                                        judged=config.dataset == "stacks")
     if args.s_acc_export:
         from lom_pyro.metrics.labels import write_labelling_sheet
 

@@ -56,6 +56,8 @@ def test_evaluate_and_figures(lom, tmp_path):
     metrics = evaluate_module(lom32, evaluation, LOMELBO(), dataset="stacks")
     assert -1.0 <= metrics["ari_fg_orderless"] <= 1.0 and -1.0 <= metrics["ari_fg_lom"] <= 1.0
     assert metrics["structure_accuracy_data"] == 1.0 and 0.0 <= metrics["structure_accuracy_samples"] <= 1.0
+    assert metrics["structure_accuracy_data_touching"] == 1.0
+    assert 0.0 <= metrics["structure_accuracy_samples_touching"] <= 1.0
     assert "| ari_fg_lom |" in markdown_table(metrics)
     paths = visualize(lom32, evaluation, tmp_path, n=4, pca=3)
     names = {p.name for p in paths}
@@ -102,3 +104,28 @@ def test_structure_accuracy_of_reconstructions(blur, expected):
     assert metrics["structure_accuracy_recon_orderless"] == expected
     assert "structure_accuracy_recon_orderless" not in decomposition_metrics(
         PixelCopy((3, 32, 32), blur), evaluation, "sprites")
+
+
+def test_s_acc_of_samples_judges_and_writes_the_sheet(tmp_path):
+    """The paper's protocol: n samples judged twice with intervals, 100 on a numbered sheet, and
+    each judge's verdict on those 100 beside it."""
+    import json
+
+    from lom_pyro.assess import s_acc_of_samples
+    from lom_pyro.metrics.structure import wilson_interval
+
+    torch.manual_seed(0)
+    lom32 = LOM(ToyOrderless(num_slots=6, slot_dim=4, image_shape=(3, 32, 32)), scene_dim=4)
+    result = s_acc_of_samples(lom32, 130, 0.8, tmp_path / "sheet.png")
+    assert result["samples"] == 130
+    verdicts = json.loads((tmp_path / "sheet.json").read_text())
+    assert set(verdicts) == {"touching", "sharp"} and all(len(v) == 100 for v in verdicts.values())
+    for judge in ("touching", "sharp"):
+        r = result[judge]
+        low, high = r["ci95"]
+        assert low <= r["s_acc"] <= high
+        assert (low, high) == wilson_interval(round(r["s_acc"] * 130), 130)
+    with Image.open(tmp_path / "sheet.png") as png:
+        assert png.size[0] == 10 * (4 * 32 + 4) + 4     # ten numbered columns of x4 images
+    unjudged = s_acc_of_samples(lom32, 5, 0.8, tmp_path / "other" / "sheet.png", judged=False)
+    assert "touching" not in unjudged and (tmp_path / "other" / "sheet.png").exists()

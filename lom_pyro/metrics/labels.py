@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-__all__ = ["SHEET_PNG", "SHEET_CSV", "SHEET_README", "write_labelling_sheet", "read_labelling_sheet"]
+__all__ = ["SHEET_PNG", "SHEET_CSV", "SHEET_README", "contact_sheet", "write_labelling_sheet", "read_labelling_sheet"]
 
 SHEET_PNG = "sheet.png"
 SHEET_CSV = "labels.csv"
@@ -49,7 +49,13 @@ Leave the `index` column as it is. Then compute the accuracy with
 """
 
 
-def _tile_images(images: Tensor, ncol: int, scale: int) -> Image.Image:
+def contact_sheet(images: Tensor, ncol: int, scale: int, first_number: int = 0) -> Image.Image:
+    """Numbered images on one sheet, upscaled ``scale`` times with nearest neighbours (so any
+    blur is the image's, not the sheet's), for counting or labelling by eye.
+
+    :param images: ``(N, 3, H, W)`` floats in ``[0, 1]``.
+    :param first_number: the number written above the first image; the rest count up.
+    """
     n, _, h, w = images.shape
     th, tw = h * scale, w * scale
     caption, pad = 16, 4
@@ -64,7 +70,7 @@ def _tile_images(images: Tensor, ncol: int, scale: int) -> Image.Image:
     for i in range(n):
         r, c = divmod(i, ncol)
         left, top = pad + c * (tw + pad), pad + r * (th + caption + pad)
-        draw.text((left + 2, top + 1), str(i), fill=(0, 0, 0), font=font)
+        draw.text((left + 2, top + 1), str(first_number + i), fill=(0, 0, 0), font=font)
         tile = Image.fromarray(pixels[i]).resize((tw, th), Image.Resampling.NEAREST)
         sheet.paste(tile, (left, top + caption))
     return sheet
@@ -97,7 +103,7 @@ def write_labelling_sheet(
     csv_path = out / SHEET_CSV
     if csv_path.exists():
         raise FileExistsError(f"{csv_path} exists; refusing to overwrite labels (choose another out_dir)")
-    _tile_images(x, min(ncol, x.shape[0]), scale).save(out / SHEET_PNG)
+    contact_sheet(x, min(ncol, x.shape[0]), scale).save(out / SHEET_PNG)
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label"])

@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from lom_pyro.data.procedural import ProceduralScenes, generate
-from lom_pyro.metrics.structure import analyse_stack, stack_is_structured, structure_accuracy, structure_flags
+from lom_pyro.metrics.structure import (
+    JUDGES,
+    TouchingCriterion,
+    analyse_stack,
+    analyse_touching,
+    sharp_flags,
+    stack_is_structured,
+    structure_accuracy,
+    structure_flags,
+    structure_report,
+    touching_flags,
+    wilson_interval,
+)
 
 SIZES = (32, 48, 64)
 N = 30
@@ -241,3 +253,109 @@ def test_any_affine_value_range(scenes: dict[int, ProceduralScenes], low: float,
 def test_invalid_arguments(images: np.ndarray, kwargs: dict, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         structure_accuracy(images, **kwargs)
+
+
+# ----------------------------------------------------------------------------- the touching judge
+# the paper's criterion (§4): one pile of distinguishable blocks that all touch; blur allowed
+
+
+@pytest.mark.parametrize("judge", list(JUDGES))
+@pytest.mark.parametrize("size", SIZES)
+def test_both_judges_pass_real_stacks(judge: str, size: int) -> None:
+    images = generate("stacks", 100, image_size=size, seed=23).images
+    assert JUDGES[judge](images).mean() >= 0.98
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    "perturb",
+    [
+        floating,
+        lifted,
+        pytest.param(lambda i, m: displaced(i, m, clear=True), id="off-support"),
+        two_piles,
+        single_block,
+        empty,
+    ],
+    ids=lambda f: getattr(f, "__name__", None),
+)
+def test_touching_rejects_broken_stacks(scenes: dict[int, ProceduralScenes], size: int, perturb) -> None:
+    assert touching_flags(_apply(scenes[size], perturb)).mean() <= 0.05
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_touching_mostly_rejects_a_two_colour_blob(scenes: dict[int, ProceduralScenes], size: int) -> None:
+    # a smooth blob fading from the top block's colour to the bottom one's shows two flat colour
+    # caps; the judge reads a few as two soft blocks (0-10 % when calibrated), never most
+    assert touching_flags(_apply(scenes[size], colour_blob)).mean() <= 0.15
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(32, 4.0), (48, 6.0), (64, 8.0)])
+def test_touching_rejects_blur_that_leaves_no_boundary(scenes: dict[int, ProceduralScenes], size: int,
+                                                       sigma: float) -> None:
+    blurred = np.stack([gaussian_blur(x, sigma) for x in scenes[size].images])
+    assert touching_flags(blurred).mean() <= 0.05
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(32, 0.7), (48, 1.0), (64, 1.0)])
+def test_touching_allows_soft_edges(scenes: dict[int, ProceduralScenes], size: int, sigma: float) -> None:
+    soft = np.stack([gaussian_blur(x, sigma) for x in scenes[size].images])
+    assert touching_flags(soft).mean() >= 0.85
+
+
+@pytest.mark.parametrize("size", (48, 64))
+def test_soft_stacks_pass_touching_not_sharp(scenes: dict[int, ProceduralScenes], size: int) -> None:
+    soft = np.stack([gaussian_blur(x, 1.5) for x in scenes[size].images])
+    assert touching_flags(soft).mean() >= 0.6 and sharp_flags(soft).mean() <= 0.05
+
+
+def test_sharp_implies_touching_on_stacks_and_their_perturbations(scenes: dict[int, ProceduralScenes]) -> None:
+    # (the known exception: 32-px stacks box-blurred, whose smallest blocks keep no flat inside,
+    # pass sharp and may fail touching; docs/metrics.md)
+    for size in SIZES:
+        s = scenes[size]
+        images = np.concatenate([s.images, _apply(s, floating), _apply(s, colour_blob), _apply(s, two_piles)]
+                                + ([np.stack([gaussian_blur(x, 1.0) for x in s.images])] if size > 32 else []))
+        assert not (sharp_flags(images) & ~touching_flags(images)).any()
+
+
+def test_touching_reasons_and_blocks(scenes: dict[int, ProceduralScenes]) -> None:
+    s = scenes[64]
+    for img, masks in zip(s.images[:5], s.masks[:5]):
+        a = analyse_touching(img)
+        assert a.structured and a.reason == "ok" and len(a.blocks) == len(_blocks(masks))
+    assert "at least 2" in analyse_touching(single_block(s.images[0], s.masks[0])).reason
+
+
+def test_touching_criterion_is_validated() -> None:
+    with pytest.raises(ValueError, match="TouchingCriterion.flat"):
+        TouchingCriterion(flat=0.0)
+    strict = TouchingCriterion(block_area=0.9)   # no block covers 90 % of the image
+    assert touching_flags(generate("stacks", 10, 32, seed=1).images, criterion=strict).mean() == 0.0
+
+
+def test_wilson_interval_by_hand() -> None:
+    # p = 0.5, n = 100: centre 0.5, half-width 1.96 sqrt(0.0025 + 0.000096) / 1.0384 = 0.0962
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.40383, abs=1e-5) and high == pytest.approx(0.59617, abs=1e-5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 2000), data=st.data())
+def test_wilson_interval_holds_the_proportion(n: int, data) -> None:
+    k = data.draw(st.integers(0, n))
+    low, high = wilson_interval(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+
+
+def test_structure_report_counts_both_judges(scenes: dict[int, ProceduralScenes]) -> None:
+    s = scenes[32]
+    images = np.concatenate([s.images[:6], _apply(s, floating)[:4]])
+    report = structure_report(images)
+    assert report["n"] == 10
+    for judge in ("touching", "sharp"):
+        assert report[judge]["flags"] == JUDGES[judge](images).tolist()
+        assert report[judge]["s_acc"] == 0.6 and report[judge]["ci95"] == list(wilson_interval(6, 10))

@@ -1,0 +1,212 @@
+"""The structure judges against blind human labels (docs/metrics.md, "Calibrating the judges").
+
+Two steps, each a subcommand:
+
+``build``
+    Makes the labelled set: 460 32-px images from eleven kinds of source (real procedural
+    stacks, real stacks blurred, samples of EMORL alone and of three LOMs at τ = 0.5 / 0.8 /
+    1.0, reconstructions of two posteriors, decoded posterior means plus prior-scale noise),
+    shuffled with a fixed seed. Writes ``images.npz`` (``uint8`` ``(N, 32, 32, 3)``, the
+    images that were labelled), ``key.json`` (where each image came from — not to be opened
+    before labelling ends) and the numbered contact sheets ``sheets/sheet_XX.png`` that a
+    person labels. Every draw is seeded, so the set is regenerated bit-identically on the
+    same torch build; the committed ``images.npz`` is the record either way.
+
+``score``
+    Reads ``labels.json`` (``{"labels": {"0": "P" | "B" | "F", ...}}``), splits the images
+    into two halves fixed before any threshold was chosen (even numbers tune, odd numbers
+    report), chooses the ``touching`` judge's thresholds on the tuning half only (a grid,
+    most agreement with P ∪ B), and reports agreement, precision and recall of both judges
+    on each half, per source. ``sharp`` is not tuned.
+
+    python benchmarks/judge_calibration.py build --out benchmarks/results/judges
+    python benchmarks/judge_calibration.py score --out benchmarks/results/judges
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from lom_pyro import LOM
+from lom_pyro.assess import reconstructions, sample_images, unit_frame
+from lom_pyro.data.procedural import generate
+from lom_pyro.metrics.labels import contact_sheet
+from lom_pyro.metrics.structure import TouchingCriterion, sharp_flags, touching_flags
+from lom_pyro.training import load_trained
+
+SIZE = 32
+TEMPERATURES = (0.5, 0.8, 1.0)
+PER_SHEET = 48
+SHUFFLE_SEED = 2026_12_04
+RUNS = Path(__file__).parent / "results" / "long"
+
+#: where each image comes from and how many: (source, count); models at the three temperatures
+SAMPLES = {"emorl": 20, "stacks32": 20, "stacks32_ar": 30, "lom_lstm_prior": 20}
+BLUR_SIGMAS = (0.7, 1.2, 2.0, 3.0)   # px; 10 real stacks each
+NOISE_FRACTIONS = (0.0, 0.4, 0.8)    # decoded posterior means + c·σ_p noise; 20 scenes each
+
+
+def _model(name: str) -> torch.nn.Module:
+    if name in ("stacks32", "stacks32_ar"):
+        return LOM.from_pretrained(name).eval()
+    return load_trained(str(RUNS / name / "checkpoint.pt"))[0]
+
+
+def _u8(images: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` in [0, 1] -> ``uint8`` ``(N, H, W, 3)``, the labelled form."""
+    return np.round(images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def build_set() -> tuple[np.ndarray, list[str]]:
+    images: list[np.ndarray] = []
+    sources: list[str] = []
+
+    def add(batch: np.ndarray, source: str) -> None:
+        images.append(batch)
+        sources.extend([source] * len(batch))
+
+    add(generate("stacks", 40, SIZE, seed=20_001).images, "real")
+    real = generate("stacks", 10 * len(BLUR_SIGMAS), SIZE, seed=20_002).images
+    for i, sigma in enumerate(BLUR_SIGMAS):
+        chunk = real[10 * i:10 * (i + 1)].astype(np.float64)
+        blurred = ndimage.gaussian_filter(chunk, sigma=(0, sigma, sigma, 0), mode="nearest")
+        add(np.round(blurred).clip(0, 255).astype(np.uint8), f"real_blur_{sigma:g}")
+    for m, (name, count) in enumerate(SAMPLES.items()):
+        module = _model(name)
+        for t, tau in enumerate(TEMPERATURES):
+            torch.manual_seed(1000 * m + t)
+            add(_u8(sample_images(module, count, tau)[0]), f"{name}_t{tau:g}")
+    scenes = generate("stacks", 50, SIZE, seed=20_003).model_images()
+    torch.manual_seed(7)
+    ar = _model("stacks32_ar")
+    add(_u8(reconstructions(ar, scenes[:30])["lom"][0]), "recon_stacks32_ar")
+    add(_u8(reconstructions(_model("emorl"), scenes[30:])["orderless"][0]), "recon_emorl")
+    x = generate("stacks", 20 * len(NOISE_FRACTIONS), SIZE, seed=20_004).model_images()
+    for i, c in enumerate(NOISE_FRACTIONS):
+        torch.manual_seed(100 + i)
+        enc = ar.encode(x[20 * i:20 * (i + 1)])
+        _, prior_scale = ar.prior_given(enc.scene_loc, enc.slots_loc)
+        z = enc.slots_loc + c * prior_scale * torch.randn_like(enc.slots_loc)
+        add(_u8(unit_frame(ar, ar.render(z).images)), f"posterior_means_noise_{c:g}")
+    order = np.random.default_rng(SHUFFLE_SEED).permutation(len(sources))
+    return np.concatenate(images)[order], [sources[i] for i in order]
+
+
+def build(out: Path) -> None:
+    images, sources = build_set()
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "images.npz", images=images)
+    (out / "key.json").write_text(json.dumps({"note": "open only after labelling", "sources": sources}, indent=0))
+    for first in range(0, len(images), PER_SHEET):
+        chunk = torch.from_numpy(images[first:first + PER_SHEET]).permute(0, 3, 1, 2).float() / 255
+        (out / "sheets").mkdir(exist_ok=True)
+        contact_sheet(chunk, 8, 4, first_number=first).save(out / "sheets" / f"sheet_{first // PER_SHEET:02d}.png")
+    print(f"{len(images)} images, {len(set(sources))} sources, sheets in {out / 'sheets'}")
+
+
+# ----------------------------------------------------------------------------- scoring
+
+#: the grid the touching judge's thresholds are chosen from (on the tuning half only)
+GRID = {
+    "foreground": (0.08, 0.1, 0.15),
+    "link": (0.03, 0.04, 0.06),
+    "flat": (0.1, 0.12, 0.16),
+    "block_area": (0.004, 0.006, 0.01),
+    "gap_fraction": (0.15, 0.2, 0.25),
+}
+
+
+def agreement(flags: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
+    tp, fp = int((flags & truth).sum()), int((flags & ~truth).sum())
+    fn = int((~flags & truth).sum())
+    return {"n": int(len(flags)), "agreement": float((flags == truth).mean()) if len(flags) else float("nan"),
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "judge_rate": float(flags.mean()) if len(flags) else float("nan"),
+            "label_rate": float(truth.mean()) if len(flags) else float("nan")}
+
+
+def tune(images: np.ndarray, truth: np.ndarray) -> tuple[TouchingCriterion, float]:
+    best: tuple[tuple[float, float], TouchingCriterion] | None = None
+    for values in itertools.product(*GRID.values()):
+        criterion = TouchingCriterion(**dict(zip(GRID, values)))
+        a = agreement(touching_flags(images, criterion=criterion), truth)
+        score = (a["agreement"], min(a["precision"], a["recall"]))
+        if best is None or score > best[0]:
+            best = (score, criterion)
+    assert best is not None
+    return best[1], best[0][0]
+
+
+def report(images, sources, labels, criterion) -> dict:
+    judged = {"touching": touching_flags(images, criterion=criterion), "sharp": sharp_flags(images)}
+    truth = {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P"}
+    halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
+    out: dict = {}
+    for judge, flags in judged.items():
+        out[judge] = {}
+        for half, sel in halves.items():
+            per_source = {src: agreement(flags[sel & (sources == src)], truth[judge][sel & (sources == src)])
+                          for src in sorted(set(sources))}
+            out[judge][half] = {"all": agreement(flags[sel], truth[judge][sel]), "per_source": per_source}
+    out["sharp_implies_touching_exceptions"] = np.flatnonzero(judged["sharp"] & ~judged["touching"]).tolist()
+    return out
+
+
+def score(out: Path) -> dict:
+    images = np.load(out / "images.npz")["images"]
+    sources = np.array(json.loads((out / "key.json").read_text())["sources"])
+    raw = json.loads((out / "labels.json").read_text())["labels"]
+    if sorted(map(int, raw)) != list(range(len(images))):
+        raise ValueError(f"{out / 'labels.json'}: expected one label for each of the {len(images)} images")
+    labels = np.array([raw[str(i)] for i in range(len(images))])
+    if not np.isin(labels, ["P", "B", "F"]).all():
+        raise ValueError(f"{out / 'labels.json'}: expected labels P, B or F, got {sorted(set(labels))}")
+    tune_half = np.arange(len(labels)) % 2 == 0
+    started = time.perf_counter()
+    criterion, tuned_agreement = tune(images[tune_half], np.isin(labels[tune_half], ["P", "B"]))
+    result = {"benchmark": "judge_calibration", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+              "images": int(len(labels)), "labels": {k: int((labels == k).sum()) for k in "PBF"},
+              "touching_criterion_chosen_on_tune_half": criterion.__dict__, "grid": GRID,
+              "default_criterion": TouchingCriterion().__dict__,
+              "tuning_seconds": round(time.perf_counter() - started, 1),
+              **report(images, sources, labels, TouchingCriterion())}
+    (out / "calibration.json").write_text(json.dumps(result, indent=1))
+    print(f"labels: {result['labels']}; touching thresholds chosen on the tuning half: {criterion.__dict__} "
+          f"(agreement {tuned_agreement:.3f}); the report below uses the library's default "
+          f"{TouchingCriterion().__dict__}")
+    print(f"{'judge':<9}{'half':<10}{'agree':>7}{'prec':>7}{'recall':>7}{'judge%':>8}{'label%':>8}")
+    for judge in ("touching", "sharp"):
+        for half in ("tune", "held_out"):
+            a = result[judge][half]["all"]
+            print(f"{judge:<9}{half:<10}{a['agreement']:>7.3f}{a['precision']:>7.3f}{a['recall']:>7.3f}"
+                  f"{a['judge_rate']:>8.3f}{a['label_rate']:>8.3f}")
+    print("held-out half, per source (touching agree / sharp agree, n):")
+    for src, a in result["touching"]["held_out"]["per_source"].items():
+        b = result["sharp"]["held_out"]["per_source"][src]
+        print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f}  n={a['n']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("build", "score"))
+    parser.add_argument("--out", default="benchmarks/results/judges", help="folder of the set, key and labels")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    (build if args.step == "build" else score)(Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
