@@ -1,4 +1,4 @@
-"""Image likelihoods of a slot decoder (design.md §1.5).
+"""Image likelihoods of a slot decoder (docs/design.md §1).
 
 Both take per-slot RGB ``(..., K, C, H, W)`` and mask logits ``(..., K, 1, H, W)``
 (masks are a softmax over the K slots) and return a distribution over images with
