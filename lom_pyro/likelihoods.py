@@ -11,8 +11,6 @@ event shape ``(C, H, W)`` and batch shape ``...``.
 
 from __future__ import annotations
 
-import math
-
 import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
@@ -89,8 +87,3 @@ def image_likelihood(rgb: Tensor, mask_logits: Tensor, sigma: float, kind: str =
     if kind == "mixture":
         return MixtureImage(rgb, mask_logits, sigma, per_channel=per_channel)
     raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {kind!r}")
-
-
-def gaussian_log_normaliser(sigma: float) -> float:
-    """``-log σ - ½ log 2π`` — the per-element constant of a Gaussian log-density."""
-    return -math.log(sigma) - 0.5 * math.log(2 * math.pi)

@@ -290,13 +290,6 @@ class EMORL(PyroModule):
         self._refinement_steps = value
 
     @classmethod
-    def cpu_config(cls, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments of the documented CPU setting: the same model with smaller
-        numbers — 32×32, K = 6, Dz = 32, L = 2, I = 1, encoder/decoder width 32,
-        prior/refinement MLPs 64 wide. ``overrides`` replace any of them."""
-        return {**PRESETS["cpu"], **overrides}
-
-    @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EMORL":
         """Build a named setting from :data:`PRESETS` (``"reference"``, ``"lom"``, ``"cpu"``)."""
         if name not in PRESETS:

@@ -288,7 +288,6 @@ def test_geco_config_maps_the_reference_target():
 
 
 def test_presets():
-    assert EMORL.cpu_config(num_slots=5)["num_slots"] == 5
     m = EMORL.preset("cpu", image_size=16, slot_dim=8)
     assert m.image_shape == (3, 16, 16) and m.refinement_steps == PRESETS["cpu"]["refinement_steps"]
     assert EMORL.preset("lom").refinement_steps == 2
