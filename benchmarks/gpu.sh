@@ -16,7 +16,7 @@ DEVICE=${DEVICE:-cuda}
 SWEEP_MINUTES=${SWEEP_MINUTES:-5.5}
 BENCH_REPS=${BENCH_REPS:-10}
 SWEEP_DIR=${SWEEP_DIR:-/tmp/lom_decomposition}
-# the settings still open after the 2026-11-26 sweeps (docs/benchmarks.md); any of VARIANTS
+# the settings still open after the 2026-11-26 sweeps (docs/notes/benchmarks.md); any of VARIANTS
 SWEEP_VARIANTS=${SWEEP_VARIANTS:-base_lr1e-3 base_lr1e-3_batch32 base_lr1e-3_L1_I0 base_lr1e-3_K7 lom_base_lr1e-3 base_lr2e-3}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1

@@ -1,4 +1,4 @@
-"""Where a LOM's samples lose the structure its reconstructions have (docs/benchmarks.md).
+"""Where a LOM's samples lose the structure its reconstructions have (docs/notes/benchmarks.md).
 
 For each LOM checkpoint, the structure accuracy (procedural ``stacks`` only) of images
 decoded from: the ordered posterior slot means (reconstructions); the prior slot means

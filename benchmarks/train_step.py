@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the reference implementations on this machine (shared/anchors-models.md): the orderless
+#: the reference implementations on this machine (docs/design.md §10): the orderless
 #: model's own code, and for GENESIS-v2 the authors' SRI (their LOM on GENESIS-v2)
 REFERENCE = {"emorl": {8: {"s_per_step": 12.9, "peak_gb": 3.1}, 32: {"s_per_step": 66.3, "peak_gb": 11.1}},
              "genesis_v2": {8: {"s_per_step": 1.52, "peak_gb": 1.3, "sri_s_per_step": 2.26, "sri_peak_gb": 1.8},

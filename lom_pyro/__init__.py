@@ -3,6 +3,9 @@
 >>> from lom_pyro import LOM   # doctest: +SKIP
 """
 
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
+
 from lom_pyro import sites
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
@@ -18,4 +21,8 @@ __all__ = [
     "OrderlessModel", "SlotPosterior", "standalone",
     "MixtureScenePrior", "StandardNormalPrior", "sites",
 ]
-__version__ = "0.1.0"
+
+try:  # the installed distribution's version; a source tree on sys.path has none
+    __version__ = _version("lom_pyro")
+except _NotInstalled:
+    __version__ = "0+unknown"

@@ -1,4 +1,4 @@
-"""Image likelihoods of a slot decoder (design.md §1.5).
+"""Image likelihoods of a slot decoder (docs/design.md §1).
 
 Both take per-slot RGB ``(..., K, C, H, W)`` and mask logits ``(..., K, 1, H, W)``
 (masks are a softmax over the K slots) and return a distribution over images with
@@ -10,8 +10,6 @@ event shape ``(C, H, W)`` and batch shape ``...``.
 """
 
 from __future__ import annotations
-
-import math
 
 import pyro.distributions as dist
 import torch
@@ -89,8 +87,3 @@ def image_likelihood(rgb: Tensor, mask_logits: Tensor, sigma: float, kind: str =
     if kind == "mixture":
         return MixtureImage(rgb, mask_logits, sigma, per_channel=per_channel)
     raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {kind!r}")
-
-
-def gaussian_log_normaliser(sigma: float) -> float:
-    """``-log σ - ½ log 2π`` — the per-element constant of a Gaussian log-density."""
-    return -math.log(sigma) - 0.5 * math.log(2 * math.pi)

@@ -31,6 +31,9 @@ __all__ = ["ScenePrior", "StandardNormalPrior", "MixtureScenePrior", "FixedScene
 
 @runtime_checkable
 class ScenePrior(Protocol):
+    """What the LOM asks of a scene prior: ``dim = Ds``, and a call with a temperature that
+    returns a distribution with event shape ``(Ds,)``. :func:`as_scene_prior` checks it."""
+
     dim: int
 
     def __call__(self, temperature: float = 1.0) -> dist.TorchDistribution: ...
@@ -104,11 +107,11 @@ def as_scene_prior(prior: object, dim: int) -> nn.Module:
         return StandardNormalPrior(dim)
     if isinstance(prior, torch.distributions.Distribution):
         prior = FixedScenePrior(prior)
-    if not callable(prior):
-        raise ValueError(f"scene_prior must be a module or distribution, got {type(prior).__name__}")
-    prior_dim = getattr(prior, "dim", None)
-    if prior_dim != dim:
-        raise ValueError(f"scene_prior.dim must equal scene_dim={dim}, got {prior_dim}")
+    if not isinstance(prior, ScenePrior):
+        raise ValueError("scene_prior must be a distribution or a module with a dim and forward(temperature) "
+                         f"(lom_pyro.priors.ScenePrior), got {type(prior).__name__}")
+    if prior.dim != dim:
+        raise ValueError(f"scene_prior.dim must equal scene_dim={dim}, got {prior.dim}")
     return prior  # type: ignore[return-value]
 
 

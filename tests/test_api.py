@@ -2,6 +2,7 @@
 names stay stable, and the README's code blocks run."""
 
 import importlib
+import importlib.metadata
 import pkgutil
 import re
 from pathlib import Path
@@ -37,3 +38,14 @@ def test_python_blocks_in_docs_run(page, tmp_path, monkeypatch):
     assert blocks, f"{page} has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_version_comes_from_the_package_metadata():
+    try:
+        installed = importlib.metadata.version("lom_pyro")
+    except importlib.metadata.PackageNotFoundError:
+        assert lom_pyro.__version__ == "0+unknown"  # a source tree that was never installed
+        return
+    assert lom_pyro.__version__ == installed
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    assert declared and installed == declared.group(1)

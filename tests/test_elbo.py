@@ -109,7 +109,14 @@ def test_monte_carlo_kl_for_mixture_prior():
     expected = (g.nodes[SCENE]["fn"].log_prob(s) - m.nodes[SCENE]["fn"].log_prob(s)).squeeze(-1)
     assert torch.allclose(terms[SCENE].raw, expected, rtol=1e-5)
     many = LOMELBO(kl_samples=64).terms(lom.model, lom.guide, x)[SCENE].raw
-    assert many.shape == (2,) and torch.isfinite(many).all()
+    # q(s | x) reads the orderless means only, so it is the same in every guide run: 64 draws
+    # estimate its KL to the mixture within a few standard errors of a 20,000-draw estimate
+    q, p = g.nodes[SCENE]["fn"], m.nodes[SCENE]["fn"]
+    draws = q.sample((20_000,))
+    gap = (q.log_prob(draws) - p.log_prob(draws)).squeeze(-1).detach()          # (20000, B)
+    assert many.shape == (2,)
+    assert ((many.detach() - gap.mean(0)).abs() < 5 * gap.std(0) / 8).all()
+    assert (gap.mean(0) > 0).all()                                              # a KL is positive
 
 
 def _params(module):

@@ -1,4 +1,5 @@
-"""Handler semantics and laws: idempotence and composition with Pyro's handlers."""
+"""Handler semantics and laws: idempotence and composition with Pyro's handlers, as hypothesis
+properties over random batch size B, slot count K and slot width D."""
 
 import pyro
 import pyro.distributions as dist
@@ -6,10 +7,22 @@ import pytest
 import torch
 from pyro import poutine
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
+from lom_pyro.ops import permute_slots
 from lom_pyro.orderless import SlotPosterior
 
 B, K, D = 2, 4, 3
+#: batch B, slots K, slot width D and a seed for the tensors
+bkd_seed = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5), st.integers(0, 2 ** 16))
+
+
+def _draw(b, k, d, seed):
+    """Orderless means, scales and ordered prior means ``(B, K, D)`` (ties have probability 0)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, k, d, generator=g), torch.rand(b, k, d, generator=g) + 0.1, torch.randn(b, k, d, generator=g)
 
 
 def _guide_factory(handlers, loc, scale):
@@ -40,9 +53,10 @@ def test_align_permutes_and_records(tensors):
     assert torch.allclose(site["fn"].base_dist.loc, prior_loc - 0.01)
 
 
-@pytest.mark.parametrize("method", ["greedy", "hungarian"])
-def test_align_twice_equals_once(tensors, method):
-    loc, scale, prior_loc = tensors
+@settings(max_examples=40)
+@given(bkd_seed, st.sampled_from(["greedy", "hungarian"]))
+def test_align_twice_equals_once(shape, method):
+    loc, scale, prior_loc = _draw(*shape)
     once = _site(_guide_factory([align(prior_loc=prior_loc, method=method)], loc, scale))
     twice = _site(_guide_factory([align(prior_loc=prior_loc, method=method),
                                   align(prior_loc=prior_loc, method=method)], loc, scale))
@@ -51,11 +65,32 @@ def test_align_twice_equals_once(tensors, method):
     assert torch.equal(once["fn"].base_dist.scale, twice["fn"].base_dist.scale)
 
 
-def test_order_aware_scale_replaces_scale_after_alignment(tensors):
-    loc, scale, prior_loc = tensors
+@settings(max_examples=40)
+@given(bkd_seed, st.sampled_from(["greedy", "hungarian"]))
+def test_align_applies_the_permutation_it_records_and_ignores_the_input_order(shape, method):
+    loc, scale, prior_loc = _draw(*shape)
+    b, k, _, seed = shape
+    site = _site(_guide_factory([align(prior_loc=prior_loc, method=method)], loc, scale))
+    perm = site["infer"]["permutation"]
+    assert perm.shape == (b, k) and torch.equal(perm.sort(-1).values, torch.arange(k).expand(b, k))
+    assert torch.equal(site["fn"].base_dist.loc, permute_slots(loc, perm))
+    assert torch.equal(site["fn"].base_dist.scale, permute_slots(scale, perm))
+    # the orderless slots have no order: shuffling them first changes the record, not the result
+    shuffle = torch.stack([torch.randperm(k, generator=torch.Generator().manual_seed(seed + i)) for i in range(b)])
+    other = _site(_guide_factory([align(prior_loc=prior_loc, method=method)],
+                                 permute_slots(loc, shuffle), permute_slots(scale, shuffle)))
+    assert torch.equal(other["fn"].base_dist.loc, site["fn"].base_dist.loc)
+    assert torch.equal(torch.gather(shuffle, 1, other["infer"]["permutation"]), perm)
+
+
+@settings(max_examples=30)
+@given(bkd_seed)
+def test_order_aware_scale_replaces_scale_after_alignment(shape):
+    loc, scale, prior_loc = _draw(*shape)
     scale_fn = lambda l: torch.nn.functional.softplus(l.cumsum(1))  # depends on the slot order
     site = _site(_guide_factory([order_aware_scale(scale_fn=scale_fn), align(prior_loc=prior_loc)], loc, scale))
     aligned = site["fn"].base_dist.loc
+    assert torch.equal(aligned, permute_slots(loc, site["infer"]["permutation"]))   # the mean is not re-estimated
     assert torch.equal(site["fn"].base_dist.scale, scale_fn(aligned))
     assert site["infer"]["order_aware_scale"] is True
     twice = _site(_guide_factory([order_aware_scale(scale_fn=scale_fn), order_aware_scale(scale_fn=scale_fn),
@@ -72,9 +107,11 @@ def test_reuse_orderless_scales_keeps_permuted_scales(tensors):
     assert site["infer"]["order_aware_scale"] is False
 
 
-def test_handlers_commute_with_condition(tensors):
-    loc, scale, prior_loc = tensors
-    value = torch.randn(B, K, D)
+@settings(max_examples=30)
+@given(bkd_seed)
+def test_handlers_commute_with_condition(shape):
+    loc, scale, prior_loc = _draw(*shape)
+    value = torch.randn(loc.shape, generator=torch.Generator().manual_seed(shape[-1] + 1))
     scale_fn = lambda l: l.abs() + 1
 
     def sample():
@@ -89,19 +126,25 @@ def test_handlers_commute_with_condition(tensors):
             return sample()
 
     a, b = _site(condition_inside), _site(poutine.condition(handlers_inside, data={"z": value}))
+    free = _site(handlers_inside)
     assert torch.equal(a["value"], value) and torch.equal(b["value"], value)
     assert torch.equal(a["infer"]["permutation"], b["infer"]["permutation"])
+    assert torch.equal(a["infer"]["permutation"], free["infer"]["permutation"])
     assert torch.equal(a["fn"].log_prob(value), b["fn"].log_prob(value))
+    assert torch.equal(a["fn"].log_prob(value), free["fn"].log_prob(value))
 
 
-def test_handlers_commute_with_replay(tensors):
-    loc, scale, prior_loc = tensors
+@settings(max_examples=30)
+@given(bkd_seed)
+def test_handlers_commute_with_replay(shape):
+    loc, scale, prior_loc = _draw(*shape)
     guide = _guide_factory([order_aware_scale(scale_fn=lambda l: l.abs() + 1), align(prior_loc=prior_loc)], loc, scale)
     tr = poutine.trace(guide).get_trace()
     replayed = _site(poutine.replay(guide, trace=tr))
     assert torch.equal(replayed["value"], tr.nodes["z"]["value"])
     assert torch.equal(replayed["infer"]["permutation"], tr.nodes["z"]["infer"]["permutation"])
     assert torch.equal(replayed["fn"].base_dist.scale, tr.nodes["z"]["fn"].base_dist.scale)
+    assert torch.equal(replayed["fn"].log_prob(replayed["value"]), tr.nodes["z"]["fn"].log_prob(tr.nodes["z"]["value"]))
 
 
 def test_handlers_respect_block_and_scale(tensors):

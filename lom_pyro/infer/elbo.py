@@ -2,7 +2,7 @@
 
 ``L = Σ_obs E_q[log p(x | ·)] − Σ_latent KL(q ‖ p)`` over one guide trace and the
 model replayed on it. The model and guide of a :class:`~lom_pyro.LOM` contain both the
-orderless VAE's sites and the LOM's, so this is the sum of both ELBOs (design.md §3).
+orderless VAE's sites and the LOM's, so this is the sum of both ELBOs (docs/design.md §3).
 
 * KLs are analytic where ``kl_divergence`` is registered (TraceMeanField-style, using
   the guide site's scale and mask) and Monte-Carlo otherwise (e.g. a mixture scene

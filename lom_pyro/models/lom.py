@@ -97,7 +97,7 @@ class LOM(PyroModule):
     :param prior_depth: SA blocks in ``f_θ`` (2). :param scale_depth: in ``f'_φ`` (2).
     :param prior_width: token width of the transformer ``f_θ`` (default Dz, the paper's; its
         two linear heads map it to Dz). Not in the paper: at Dz = 32 a 128-wide ``f_θ``
-        explained more of the slot means, not better samples (docs/benchmarks.md).
+        explained more of the slot means, not better samples (docs/notes/benchmarks.md).
     :param encoder_depth: SA blocks in ``g_φ`` (3).
     :param sum_pooling: ``g_φ`` pools by sum (False: the scene token, an ablation).
     :param share_prior_and_scale_nets: ``f'_φ`` reuses ``f_θ``'s weights (ablation Model 6).
@@ -110,7 +110,7 @@ class LOM(PyroModule):
     :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds); an
         attribute, so a schedule may lower it (0.167·Ds for the last 25K steps).
     :param slot_free_bits: free bits on the slot KL summed over K (paper: none).
-    :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (design.md §4).
+    :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (docs/design.md §4).
     :param num_slots, slot_dim: if given, checked against the orderless model's.
     :param variant: ``"paper"`` (default) or ``"sri"``, a set of the three options below
         (:data:`VARIANTS`); options given explicitly must agree with it.

@@ -1,4 +1,4 @@
-"""Slot decoders (design.md §1.4): EMORL's spatial broadcast decoder ("iodine" variant by
+"""Slot decoders (docs/design.md §1): EMORL's spatial broadcast decoder ("iodine" variant by
 default) and GENESIS-v2's broadcast-and-upsample decoder."""
 
 from __future__ import annotations

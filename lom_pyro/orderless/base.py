@@ -1,4 +1,4 @@
-"""What an orderless slot VAE must provide to sit under a LOM (§3.2, design.md §4).
+"""What an orderless slot VAE must provide to sit under a LOM (§3.2, docs/design.md §4).
 
 An orderless model is a pair of Pyro programs over an image batch ``x (B, C, H, W)``:
 
@@ -11,7 +11,7 @@ An orderless model is a pair of Pyro programs over an image batch ``x (B, C, H, 
 
 Both run inside the caller's ``plates`` (batch at ``dim=-2``, slots at ``dim=-1``) so
 that one Pyro ELBO over the LOM and the orderless model is the sum of both ELBOs
-(design.md §3). Every latent site should carry ``infer={"geco_group": ORDERLESS_OBS}``
+(docs/design.md §3). Every latent site should carry ``infer={"geco_group": ORDERLESS_OBS}``
 so a GECO objective constrains the orderless reconstruction separately from the LOM's;
 an observation site without ``geco_group`` forms its own group, outside the constraint
 unless a goal names it (EMORL's intermediate refinement images).
@@ -84,7 +84,7 @@ class OrderlessModel(Protocol):
         ...
 
     def make_decoder(self, **overrides) -> nn.Module:
-        """A fresh decoder of the same architecture (own weights) for the LOM (design.md §4):
+        """A fresh decoder of the same architecture (own weights) for the LOM (docs/design.md §4):
         ``z (B, K, Dz) -> (rgb (B, K, C, H, W), mask_logits (B, K, 1, H, W))``.
         ``overrides`` change its sizes (EMORL: ``hidden``, ``num_layers``) for a smaller
         LOM decoder; a model without such options raises ``TypeError`` for any."""

@@ -1,4 +1,4 @@
-"""EfficientMORL (Emami et al. 2021) as an orderless Pyro VAE (design.md §4, paper A.4.1).
+"""EfficientMORL (Emami et al. 2021) as an orderless Pyro VAE (docs/design.md §4, paper A.4.1).
 
 Guide (bottom-up, then top-down)::
 
@@ -290,13 +290,6 @@ class EMORL(PyroModule):
         self._refinement_steps = value
 
     @classmethod
-    def cpu_config(cls, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments of the documented CPU setting: the same model with smaller
-        numbers — 32×32, K = 6, Dz = 32, L = 2, I = 1, encoder/decoder width 32,
-        prior/refinement MLPs 64 wide. ``overrides`` replace any of them."""
-        return {**PRESETS["cpu"], **overrides}
-
-    @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EMORL":
         """Build a named setting from :data:`PRESETS` (``"reference"``, ``"lom"``, ``"cpu"``)."""
         if name not in PRESETS:
@@ -555,7 +548,7 @@ class EMORL(PyroModule):
 
     def make_decoder(self, *, hidden: int | None = None, num_layers: int | None = None) -> SpatialBroadcastDecoder:
         """A fresh decoder of the same architecture and init, with its own weights (the
-        LOM's, design.md §4); ``hidden`` / ``num_layers`` make it narrower or shallower."""
+        LOM's, docs/design.md §4); ``hidden`` / ``num_layers`` make it narrower or shallower."""
         overrides = size_overrides(hidden=hidden, num_layers=num_layers)
         ref = self.init_posterior
         return self._new_decoder(**overrides).to(device=ref.device, dtype=ref.dtype)

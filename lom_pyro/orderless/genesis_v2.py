@@ -1,4 +1,4 @@
-"""GENESIS-v2 (Engelcke et al. 2021) as an orderless Pyro VAE (design.md §4, paper A.4.1).
+"""GENESIS-v2 (Engelcke et al. 2021) as an orderless Pyro VAE (docs/design.md §4, paper A.4.1).
 
 Guide::
 
@@ -22,7 +22,7 @@ Sites (``with plates.batch, plates.slots``): ``ORDERLESS_SLOTS`` "o" (B, K, Dz) 
 GENESIS-v2's GECO is the core (GENESIS) form of :class:`~lom_pyro.infer.GECOConfig`.
 
 Images enter in [-1, 1] like every model of this library; GENESIS-v2 works on [0, 1]
-(design.md §5), so the encoder and the likelihood see ``(x + 1) / 2`` (:meth:`observation`).
+(docs/design.md §8), so the encoder and the likelihood see ``(x + 1) / 2`` (:meth:`observation`).
 
 Differences from the reference code, all deliberate:
 
@@ -229,7 +229,7 @@ class GenesisV2(PyroModule):
                 "slots": loc}
 
     def make_decoder(self, *, hidden: int | None = None, num_layers: int | None = None) -> BroadcastDeconvDecoder:
-        """A fresh decoder of the same architecture with its own weights (the LOM's, design.md
+        """A fresh decoder of the same architecture with its own weights (the LOM's, docs/design.md
         §4); ``hidden`` / ``num_layers`` make it narrower or shallower."""
         overrides = size_overrides(hidden=hidden, num_layers=num_layers)
         ref = self.icsbp.log_sigma

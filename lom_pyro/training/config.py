@@ -153,7 +153,7 @@ HELP: dict[str, str] = {
     "lom_geco": "GECO form of the LOM's constraint: 'orderless' uses the orderless model's own (EMORL's "
                 "additive update, as the paper's LOM-EMORL, A.4.2); 'genesis' the multiplicative form",
     "lom_beta_max": "ceiling of the LOM's GECO multiplier β (1, the default: β returns to 1 once the goal is "
-                    "met, a valid ELBO, as design.md has it; above 1, as SRI's code clamps at 1e10, the KL keeps "
+                    "met, a valid ELBO, docs/design.md §8; above 1, as SRI's code clamps at 1e10, the KL keeps "
                     "gaining weight while the reconstruction beats the goal)",
     "geco_speedup": "factor on the GECO step once the goal is met (paper: 5 / 50 / 10)",
     "geco_step_size": "GECO step (paper: 1e-6)",
@@ -202,11 +202,11 @@ def _paper(name: str, *, goal: float, speedup: float, sigma: float, data: str | 
 # Paper settings per dataset (A.4.1–A.4.2) and a CPU quickstart: the same model, smaller numbers.
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU: EMORL's cpu setting at 32 px, K = 6, with two changes measured here (150-step runs,
-    # docs/benchmarks.md): σ = 0.1 (CLEVR6's) rather than 0.7, and init gain 1 rather than the
+    # docs/notes/benchmarks.md): σ = 0.1 (CLEVR6's) rather than 0.7, and init gain 1 rather than the
     # reference's 0.02 — with both reference values the reconstruction was still flat grey
     # after 1,000 steps; with these it is sharp within 150. Adam lr 1e-3 rather than 4e-4:
     # in a GPU sweep of this setting only lr 1e-3 runs left the background-only plateau
-    # (ARI-FG ≈ 0.35) within 6K steps (docs/benchmarks.md, "On a GPU"). GECO: the paper's step
+    # (ARI-FG ≈ 0.35) within 6K steps (docs/notes/benchmarks.md, "On a GPU"). GECO: the paper's step
     # 1e-6, EMORL's goal −2.2 (CLEVR6's, for σ = 0.1) and a LOM goal of −1.9 that a LOM reaches
     # at this scale (−1.95 after 2,800 steps at β = 1).
     "quickstart": dict(
@@ -240,7 +240,7 @@ GENESIS_V2_PRESETS: dict[str, dict[str, Any]] = {
     # posterior collapsed (KL ≈ 6 nats) and σ = 0.1 with lr 1e-3 reached the best held-out
     # ARI-FG (0.32). Goals −1.2, which these runs reach after ~1,000 steps (the paper's rule:
     # 15–20 % of training); with EMORL's −2.2 / −1.9 the GENESIS-form GECO took β to 1e-8 in
-    # 6,000 steps and ARI-FG fell from 0.43 to 0.24 (docs/benchmarks.md)
+    # 6,000 steps and ARI-FG fell from 0.43 to 0.24 (docs/notes/benchmarks.md)
     "quickstart": dict(
         dataset="stacks", orderless="genesis_v2", image_size=32, batch_size=16, steps=1000, lr=1e-3, warmup=0,
         decay_every=0, geco_warmup=0, geco_step_size=1e-6, geco_speedup=10.0, figure_every=250, goal=-1.2,

@@ -5,7 +5,7 @@ same module (DDP broadcasts rank 0's weights), takes its share of every global b
 (``batch_size`` is the global batch, as the paper's "batch 32" over 8 GPUs), and calls
 :class:`LossModule` wrapped in DDP — a module whose ``forward`` computes the objective, so
 that DDP's hooks all-reduce the gradients (``SVI.step`` bypasses them: ranks would
-silently diverge, pyro-notes). GECO all-reduces its constraint itself
+silently diverge, docs/design.md §9). GECO all-reduces its constraint itself
 (:class:`~lom_pyro.infer.geco.GECOState`). Rank 0 alone logs, writes figures and
 checkpoints; decisions to stop are all-reduced so every rank stops at the same step.
 """

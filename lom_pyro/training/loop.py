@@ -3,7 +3,7 @@
 One loop serves LOM-EMORL and the "EMORL alone" baseline: a plain torch Adam over the
 module's parameters minimising :class:`~lom_pyro.infer.GECO` over
 :class:`~lom_pyro.infer.LOMELBO` (``SVI`` is a single-device convenience; a torch
-optimiser is what DDP needs, pyro-notes). Two-stage training — fit the orderless model
+optimiser is what DDP needs, docs/design.md §9). Two-stage training — fit the orderless model
 first (or load it), then the LOM on its frozen posterior — is the same objective on a
 schedule: the LOM terms already send no gradient into the orderless model.
 
@@ -240,7 +240,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    pyro.enable_validation(False)  # a script: validation costs host syncs per step (pyro-notes)
+    pyro.enable_validation(False)  # a script: validation costs host syncs per step (docs/design.md §9)
     check_data(config)
     ranks = join(config.device)
     if config.batch_size % ranks.world:

@@ -2,7 +2,7 @@
 plain-torch networks inside a module (encoders, slot attention, transformers, decoders),
 never to the Pyro program around them — distributions, log-densities, KLs and GECO stay
 eager and float32 (compiling the whole Pyro loss breaks the graph 16 times and runs 22×
-slower, pyro-notes)."""
+slower, docs/design.md §9)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
 from lom_pyro.infer.geco import GECOConfig
+from lom_pyro.likelihoods import MixtureImage
 from lom_pyro.nn.decoders import SpatialBroadcastDecoder
 from lom_pyro.orderless.base import OrderlessModel, SlotPosterior, make_plates, standalone
 from lom_pyro.orderless.emorl import EMORL, PRESETS, iteration_weights
@@ -270,11 +271,16 @@ def test_signed_range_observes_x_with_tanh():
     assert m.prior is None                         # L = 1: no conditional prior
 
 
-def test_mixture_likelihood_runs():
+def test_mixture_likelihood_observes_a_mixture_and_trains_the_decoder():
     m = tiny(likelihood="mixture")
     s = standalone(m)
-    loss = TraceMeanField_ELBO().differentiable_loss(s.model, s.guide, images())
-    assert torch.isfinite(loss)
+    x = images()
+    _, model_tr = traces(m, x)
+    fn = model_tr.nodes[ORDERLESS_OBS]["fn"]
+    assert isinstance(fn, MixtureImage) and fn.per_channel == m.mixture_per_channel
+    TraceMeanField_ELBO().differentiable_loss(s.model, s.guide, x).backward()
+    silent = [n for n, p in m.decoder.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert silent == []   # the mixture's gradient reaches every decoder weight (masks and colours)
 
 
 def test_geco_config_maps_the_reference_target():
@@ -288,7 +294,6 @@ def test_geco_config_maps_the_reference_target():
 
 
 def test_presets():
-    assert EMORL.cpu_config(num_slots=5)["num_slots"] == 5
     m = EMORL.preset("cpu", image_size=16, slot_dim=8)
     assert m.image_shape == (3, 16, 16) and m.refinement_steps == PRESETS["cpu"]["refinement_steps"]
     assert EMORL.preset("lom").refinement_steps == 2

@@ -1,10 +1,13 @@
-"""GECO follows its formula, round-trips through state_dict, and trains under SVI."""
+"""GECO follows its formula, keeps β in its bounds and moving with the constraint's sign,
+round-trips through state_dict, and trains under SVI."""
 
 import math
 
 import pyro
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyro.infer import SVI
 
 from lom_pyro import GECO, LOM, LOMELBO, GECOConfig
@@ -115,3 +118,31 @@ def test_geco_rejects_unknown_goal():
     lom = LOM(ToyOrderless(image_shape=(3, 6, 6)), scene_dim=4)
     with pytest.raises(ValueError, match="observes only"):
         GECO(LOMELBO(), goals={"y": -0.3})(lom.model, lom.guide, torch.rand(2, 3, 6, 6))
+
+
+geco_configs = st.builds(
+    GECOConfig, goal=st.floats(-3.0, 1.0), step_size=st.floats(0.0, 0.5), speedup=st.none() | st.floats(0.5, 50.0),
+    ema_decay=st.floats(0.0, 0.99), beta_init=st.floats(0.01, 5.0), beta_min=st.just(1e-3), beta_max=st.just(10.0),
+    warmup_steps=st.integers(0, 3), log_normaliser=st.just(0.0), update=st.sampled_from(["multiplicative", "additive"]))
+error_runs = st.lists(st.floats(-500.0, 500.0), min_size=1, max_size=30)
+
+
+@settings(max_examples=80)
+@given(geco_configs, error_runs)
+def test_beta_stays_within_its_bounds_and_moves_with_the_sign_of_the_constraint(cfg, errors):
+    """β ∈ [β_min, β_max] always; after warm-up it rises (never falls) while the error's EMA
+    beats the goal (C > 0) and falls (never rises) while it does not (C < 0)."""
+    state = GECOState(cfg)
+    n = 100                                           # elements per image
+    for step, err in enumerate(errors):
+        before = state.beta.item()
+        state.update(torch.tensor(err), n)
+        beta = state.beta.item()
+        assert cfg.beta_min * (1 - 1e-6) <= beta <= cfg.beta_max * (1 + 1e-6)
+        constraint = cfg.goal_error(n) - state.err_ema.item()
+        if step < cfg.warmup_steps:
+            assert beta == before
+        elif constraint > 0:
+            assert beta >= before * (1 - 1e-6)
+        elif constraint < 0:
+            assert beta <= before * (1 + 1e-6)
