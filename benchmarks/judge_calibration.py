@@ -13,11 +13,12 @@ Two steps, each a subcommand:
     same torch build; the committed ``images.npz`` is the record either way.
 
 ``score``
-    Reads ``labels.json`` (``{"labels": {"0": "P" | "B" | "F", ...}}``), splits the images
-    into two halves fixed before any threshold was chosen (even numbers tune, odd numbers
-    report), chooses the ``touching`` judge's thresholds on the tuning half only (a grid,
-    most agreement with P ∪ B), and reports agreement, precision and recall of both judges
-    on each half, per source. ``sharp`` is not tuned.
+    Reads ``labels.json`` (``{"labellers": {name: "PBF..."}}``, one letter per image from
+    each blind labeller; the label of record is the majority), splits the images into two
+    halves fixed before any threshold was chosen (even numbers tune, odd numbers report),
+    chooses the ``touching`` judge's thresholds on the tuning half only (a grid, most
+    agreement with P ∪ B), and reports agreement, precision and recall of both judges on
+    each half, per source, beside the agreement between labellers. ``sharp`` is not tuned.
 
     python benchmarks/judge_calibration.py build --out benchmarks/results/judges
     python benchmarks/judge_calibration.py score --out benchmarks/results/judges
@@ -163,28 +164,60 @@ def report(images, sources, labels, criterion) -> dict:
     return out
 
 
+def majority(letters: str) -> str:
+    """The label of record: the letter at least two labellers gave; ``B`` when all differ
+    (the one label that agrees with the majority on both questions)."""
+    for letter in "PBF":
+        if letters.count(letter) * 2 > len(letters):
+            return letter
+    return "B"
+
+
+def read_labels(path: Path, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The majority labels ``(n,)`` and each labeller's ``(n,)``, checked."""
+    raw = json.loads(path.read_text()).get("labellers")
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: expected {{\"labellers\": {{name: one letter per image}}}}")
+    for name, letters in raw.items():
+        if not isinstance(letters, str) or len(letters) != n or set(letters) - set("PBF"):
+            raise ValueError(f"{path}: labeller {name!r} must give one of P, B, F for each of the {n} images")
+    per_labeller = {name: np.array(list(letters)) for name, letters in raw.items()}
+    votes = ["".join(letters[i] for letters in raw.values()) for i in range(n)]
+    return np.array([majority(v) for v in votes]), per_labeller
+
+
+def between_labellers(per_labeller: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """How often two labellers agree, on each question (the ceiling for any judge)."""
+    out = {}
+    names = sorted(per_labeller)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            x, y = per_labeller[a], per_labeller[b]
+            out[f"{a}-{b}"] = {"touching": float((np.isin(x, ["P", "B"]) == np.isin(y, ["P", "B"])).mean()),
+                               "sharp": float(((x == "P") == (y == "P")).mean()), "exact": float((x == y).mean())}
+    return out
+
+
 def score(out: Path) -> dict:
     images = np.load(out / "images.npz")["images"]
     sources = np.array(json.loads((out / "key.json").read_text())["sources"])
-    raw = json.loads((out / "labels.json").read_text())["labels"]
-    if sorted(map(int, raw)) != list(range(len(images))):
-        raise ValueError(f"{out / 'labels.json'}: expected one label for each of the {len(images)} images")
-    labels = np.array([raw[str(i)] for i in range(len(images))])
-    if not np.isin(labels, ["P", "B", "F"]).all():
-        raise ValueError(f"{out / 'labels.json'}: expected labels P, B or F, got {sorted(set(labels))}")
+    labels, per_labeller = read_labels(out / "labels.json", len(images))
     tune_half = np.arange(len(labels)) % 2 == 0
     started = time.perf_counter()
     criterion, tuned_agreement = tune(images[tune_half], np.isin(labels[tune_half], ["P", "B"]))
     result = {"benchmark": "judge_calibration", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "images": int(len(labels)), "labels": {k: int((labels == k).sum()) for k in "PBF"},
+              "between_labellers": between_labellers(per_labeller),
               "touching_criterion_chosen_on_tune_half": criterion.__dict__, "grid": GRID,
               "default_criterion": TouchingCriterion().__dict__,
               "tuning_seconds": round(time.perf_counter() - started, 1),
               **report(images, sources, labels, TouchingCriterion())}
     (out / "calibration.json").write_text(json.dumps(result, indent=1))
-    print(f"labels: {result['labels']}; touching thresholds chosen on the tuning half: {criterion.__dict__} "
-          f"(agreement {tuned_agreement:.3f}); the report below uses the library's default "
-          f"{TouchingCriterion().__dict__}")
+    print(f"labels of record (majority of {len(per_labeller)}): {result['labels']}; between labellers "
+          + "; ".join(f"{k} touching {v['touching']:.3f} sharp {v['sharp']:.3f}"
+                      for k, v in result["between_labellers"].items()))
+    print(f"touching thresholds chosen on the tuning half: {criterion.__dict__} (agreement {tuned_agreement:.3f});"
+          f" the report uses the library's default {TouchingCriterion().__dict__}")
     print(f"{'judge':<9}{'half':<10}{'agree':>7}{'prec':>7}{'recall':>7}{'judge%':>8}{'label%':>8}")
     for judge in ("touching", "sharp"):
         for half in ("tune", "held_out"):
@@ -195,6 +228,7 @@ def score(out: Path) -> dict:
     for src, a in result["touching"]["held_out"]["per_source"].items():
         b = result["sharp"]["held_out"]["per_source"][src]
         print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f}  n={a['n']}")
+    print(f"sharp passes, touching fails: images {result['sharp_implies_touching_exceptions']}")
     return result
 
 

@@ -27,7 +27,8 @@ b. *Blocks* are connected patches of *flat* object pixels (further than
    ``foreground`` from the background segment and within ``flat`` of each
    neighbour) of at least ``block_area`` of the image. Blurred edges are not flat,
    so they separate blocks; a smooth gradient chains into one patch, so a melted
-   blob has fewer blocks than colours. At least two blocks are needed.
+   blob has fewer blocks than colours. A patch that reaches from the left side of the
+   image to the right is a band of background, not a block. At least two blocks are needed.
 c. *One pile*: all blocks lie in one connected component of pixels further than
    ``link`` from the background (a soft edge fades towards the background but does
    not reach it; a gap shows the background itself).
@@ -340,7 +341,7 @@ class TouchingCriterion:
     link: float = 0.03
     flat: float = 0.12
     block_area: float = 0.004
-    gap_fraction: float = 0.2
+    gap_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("foreground", "link", "flat", "block_area", "gap_fraction"):
@@ -384,8 +385,10 @@ def _judge_touching(img: np.ndarray, linked: np.ndarray, flat: np.ndarray, flat_
     cores, m = ndimage.label(flat)
     areas = np.bincount(cores.ravel(), minlength=m + 1)
     # a block is a patch of flat pixels large enough (soft edges shrink it, they do not break it)
+    # that does not reach across the image (a patch from side to side is a band of background)
     boxes = {k: (sl[0].start, sl[0].stop - 1, sl[1].start, sl[1].stop - 1)
-             for k, sl in enumerate(ndimage.find_objects(cores), 1) if areas[k] >= min_area}
+             for k, sl in enumerate(ndimage.find_objects(cores), 1)
+             if areas[k] >= min_area and (sl[1].start > 0 or sl[1].stop < w)}
     blocks = list(boxes)
     if not blocks:
         return StackAnalysis(False, "0 distinguishable block(s), at least 2 needed")
