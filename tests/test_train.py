@@ -226,8 +226,13 @@ def test_evaluate_reports_the_same_ari_fg_as_the_run_for_the_same_checkpoint_and
                  "--out", str(tmp_path / "eval")]) == 0
     run = json.loads((out / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "test_lom_elbo_per_image"):
+    for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "structure_accuracy_samples_touching",
+                "test_lom_elbo_per_image"):
         assert evaluated[key] == run[key], key
+    # the paper's protocol: both judges on --s-acc-samples samples, 100 of them on a sheet to count
+    s_acc = evaluated["s_acc"]
+    assert s_acc["samples"] == 500 and set(s_acc) >= {"touching", "sharp"}
+    assert (tmp_path / "eval" / "s_acc_sheet.png").exists() and (tmp_path / "eval" / "s_acc_sheet.json").exists()
     assert main(["evaluate", str(tmp_path / "missing.pt")]) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err
