@@ -27,7 +27,7 @@ from torch import nn
 from lom_pyro.assess import unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.structure import structure_accuracy
-from lom_pyro.nn.attention import CausalTransformer
+from lom_pyro.slot_priors import ChainPrior
 from lom_pyro.training import held_out, load_trained
 
 
@@ -49,9 +49,8 @@ def scene_prior_copy(lom, width: int | None = None):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         own.scene_loc, own.scene_scale = nn.Linear(ds, ds), nn.Linear(ds, ds)
-        own.prior_net = CausalTransformer(ds, width, k)
-        own.prior_loc, own.prior_scale = nn.Linear(width, dz), nn.Linear(width, dz)
-    trained = (own.scene_encoder, own.scene_loc, own.scene_scale, own.prior_net, own.prior_loc, own.prior_scale)
+        own.use_slot_prior(ChainPrior(k, dz, ds, width=width))
+    trained = (own.scene_encoder, own.scene_loc, own.scene_scale, own.slot_prior)
     return own, [p for module in trained for p in module.parameters()]
 
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("lom_pyro.evaluate", "write sample, interpolation and retrieval figures"),
     "sample": ("lom_pyro.evaluate", "the same figures from a pretrained model: lom-pyro sample --pretrained stacks32"),
     "export": ("lom_pyro.training.export", "write a run's checkpoint as a pretrained model file"),
+    "fit-prior": ("lom_pyro.training.fit_prior", "fit a slot prior to a trained LOM's posterior: a new model file"),
 }
 
 

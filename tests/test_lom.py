@@ -160,7 +160,7 @@ def test_mixture_likelihood_and_ablation_switches():
     tr = poutine.trace(poutine.replay(mixture.model, trace=poutine.trace(mixture.guide).get_trace(x))).get_trace(x)
     assert isinstance(tr.nodes[OBS]["fn"], MixtureImage)
     shared = LOM(toy, scene_dim=4, share_prior_and_scale_nets=True)
-    assert shared.scale_net is shared.prior_net
+    assert shared.scale_net is shared.slot_prior.net
     model5 = LOM(toy, scene_dim=4, reuse_orderless_scales=True)
     tr = poutine.trace(model5.guide).get_trace(torch.rand(2, *SHAPE))
     perm = tr.nodes[OBJECTS]["infer"]["permutation"]
@@ -175,11 +175,11 @@ def test_prior_width_widens_f_theta_only():
     wide = LOM(toy, scene_dim=4, prior_width=12)
     loc, scale = wide.prior_slots(torch.randn(3, 4))
     assert loc.shape == scale.shape == (3, toy.num_slots, toy.slot_dim)
-    assert wide.prior_net.token.shape == (12,) and wide.prior_loc.in_features == 12
+    assert wide.slot_prior.net.token.shape == (12,) and wide.slot_prior.loc_head.in_features == 12
     loss = LOMELBO().differentiable_loss(wide.model, wide.guide, torch.rand(2, *SHAPE))
     loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wide.prior_net.blocks.parameters())
-    assert LOM(toy, scene_dim=4, prior_width=toy.slot_dim).prior_loc.in_features == toy.slot_dim
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wide.slot_prior.net.blocks.parameters())
+    assert LOM(toy, scene_dim=4, prior_width=toy.slot_dim).slot_prior.loc_head.in_features == toy.slot_dim
     with pytest.raises(ValueError, match="prior_width"):
         LOM(toy, scene_dim=4, prior_width=0)
     with pytest.raises(ValueError, match="prior_width=12 needs slot_prior='transformer'"):

@@ -63,11 +63,12 @@ def test_autoregressive_prior_density_and_kl_match_slot_by_slot_computation():
     assert isinstance(prior, AutoregressiveSlots) and prior.batch_shape == (2, 4) and prior.event_shape == (3,)
     z = torch.randn(2, 4, 3, dtype=torch.float64)
     # slot by slot: the LSTM fed s, then each earlier slot of z
-    x, state, logp, kl = lom.prior_net.first(s), None, [], []
+    x, state, logp, kl = lom.slot_prior.net.first(s), None, [], []
     q_loc, q_scale = torch.randn(2, 4, 3, dtype=torch.float64), torch.rand(2, 4, 3, dtype=torch.float64) + 0.1
     for k in range(4):
-        h, state = lom.prior_net.step(x, state)
-        loc, scale = lom.prior_loc(h), (torch.nn.functional.softplus(lom.prior_scale(h)) + 1e-4) * 0.7
+        h, state = lom.slot_prior.net.step(x, state)
+        heads = lom.slot_prior
+        loc, scale = heads.loc_head(h), (torch.nn.functional.softplus(heads.scale_head(h)) + 1e-4) * 0.7
         logp.append(torch.distributions.Normal(loc, scale).log_prob(z[:, k]).sum(-1))
         kl.append(torch.distributions.kl_divergence(torch.distributions.Normal(q_loc[:, k], q_scale[:, k]),
                                                     torch.distributions.Normal(loc, scale)).sum(-1))
@@ -95,7 +96,7 @@ def test_autoregressive_prior_samples_feed_each_slot_forward():
 def test_sri_lom_isolates_gradients_and_trains_its_prior_through_the_kl():
     lom = sri_lom()
     assert type(lom.scene_encoder) is RelationEncoder
-    assert type(lom.scale_net) is LSTMChain and lom.scale_net is not lom.prior_net
+    assert type(lom.scale_net) is LSTMChain and lom.scale_net is not lom.slot_prior.net
     x = torch.rand(3, *SHAPE)
     model_trace = poutine.trace(poutine.replay(lom.model, trace=poutine.trace(lom.guide).get_trace(x))).get_trace(x)
     assert isinstance(model_trace.nodes[OBJECTS]["fn"], AutoregressiveSlots)
@@ -103,7 +104,7 @@ def test_sri_lom_isolates_gradients_and_trains_its_prior_through_the_kl():
     lom_loss = sum(terms[n].loss.sum() for n in (SCENE, OBJECTS, OBS))
     grads = torch.autograd.grad(lom_loss, list(lom.orderless.parameters()), allow_unused=True, retain_graph=True)
     assert all(g is None or torch.count_nonzero(g) == 0 for g in grads)
-    prior_grads = torch.autograd.grad(terms[OBJECTS].loss.sum(), list(lom.prior_net.parameters()), allow_unused=True)
+    prior_grads = torch.autograd.grad(terms[OBJECTS].loss.sum(), list(lom.slot_prior.parameters()), allow_unused=True)
     assert all(g is not None and torch.count_nonzero(g) > 0 for g in prior_grads)
 
 
@@ -117,7 +118,7 @@ def test_variant_options_are_checked():
     with pytest.raises(ValueError, match="share_prior_and_scale_nets"):
         LOM(ToyOrderless(), slot_prior="lstm", share_prior_and_scale_nets=True)
     mixed = LOM(ToyOrderless(), scene_dim=4, slot_prior="lstm")          # one SRI part on the paper's LOM
-    assert type(mixed.prior_net) is LSTMChain and type(mixed.scene_encoder) is not RelationEncoder
+    assert type(mixed.slot_prior.net) is LSTMChain and type(mixed.scene_encoder) is not RelationEncoder
 
 
 @pytest.mark.slow

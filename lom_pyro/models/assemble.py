@@ -45,6 +45,9 @@ class Architecture:
     lom_decoder: dict[str, Any] = field(default_factory=dict)  # options of make_decoder for a different LOM decoder
     scene_prior: str = "normal"                                # or "mixture" (learnable mixture of Gaussians)
     scene_prior_components: int = 10
+    # a slot prior fitted after training ({"name", "options"}, lom-pyro fit-prior); the prior
+    # lom_kwargs name stays its reference, which the guide aligns to
+    fitted_slot_prior: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,6 +80,13 @@ def assemble(arch: Architecture) -> nn.Module:
                              f"does not take these options ({err})") from err
         kwargs["decoder"] = orderless.make_decoder(**arch.lom_decoder)
     try:
-        return LOM(orderless, **kwargs)
+        lom = LOM(orderless, **kwargs)
     except TypeError as err:
         raise ValueError(f"lom_kwargs {arch.lom_kwargs}: {err}") from None
+    if arch.fitted_slot_prior:
+        from lom_pyro.slot_priors import build_slot_prior
+
+        fitted = arch.fitted_slot_prior
+        lom.use_slot_prior(build_slot_prior(fitted["name"], lom.num_slots, lom.slot_dim, lom.scene_dim,
+                                            reference=lom.slot_prior, **fitted.get("options", {})))
+    return lom

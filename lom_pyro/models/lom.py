@@ -18,11 +18,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch import Tensor, nn
-from torch.distributions import constraints
 from torch.nn import functional as F
 
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
@@ -34,11 +32,14 @@ from lom_pyro.ops import slerp
 from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
 from lom_pyro.priors import as_scene_prior
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
+from lom_pyro.slot_priors import AutoregressivePrior, AutoregressiveSlots, ChainPrior, SlotPrior, check_slot_prior
+from lom_pyro.slot_priors.gaussian import MIN_SCALE
 
 __all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots", "VARIANTS"]
 
-_MIN_SCALE = 1e-4
-_NO_SHAPE = torch.Size()
+#: parameter names before the slot prior was a component → their names now (old files load)
+_RENAMED = {"prior_net.": "slot_prior.net.", "prior_loc.": "slot_prior.loc_head.",
+            "prior_scale.": "slot_prior.scale_head."}
 
 #: Named sets of the LOM's networks: the paper's (§3) and the authors' later SRI code, which
 #: samples each slot given the sampled previous one (an LSTM), reads its posterior scales
@@ -114,9 +115,12 @@ class LOM(PyroModule):
     :param num_slots, slot_dim: if given, checked against the orderless model's.
     :param variant: ``"paper"`` (default) or ``"sri"``, a set of the three options below
         (:data:`VARIANTS`); options given explicitly must agree with it.
-    :param slot_prior: ``"transformer"`` — the paper's deterministic chain ``h = f_θ(s)``,
-        slots independent given s; ``"lstm"`` — SRI's stochastic autoregressive prior
-        ``p(z_k | s, z_{<k})``, an LSTM fed s, then each sampled previous slot.
+    :param slot_prior: a :class:`~lom_pyro.slot_priors.SlotPrior` object, or the name of one
+        trained with the LOM: ``"transformer"`` — the paper's deterministic chain
+        ``h = f_θ(s)``, slots independent given s (:class:`~lom_pyro.slot_priors.ChainPrior`,
+        built with ``prior_depth`` and ``prior_width``); ``"lstm"`` — SRI's stochastic
+        autoregressive prior ``p(z_k | s, z_{<k})``, an LSTM fed s, then each sampled
+        previous slot (:class:`~lom_pyro.slot_priors.AutoregressivePrior`).
     :param scale_net: ``f'_φ`` as a causal ``"transformer"`` or an ``"lstm"`` (SRI).
     :param scene_encoder: ``g_φ`` as the SA ``"transformer"`` or SRI's ``"relation"`` attention.
 
@@ -143,7 +147,8 @@ class LOM(PyroModule):
                  likelihood: str = "gaussian", sigma: float = 0.7,
                  scene_free_bits: float | None = None, slot_free_bits: float | None = None,
                  decoder: nn.Module | None = None, num_slots: int | None = None,
-                 slot_dim: int | None = None, variant: str | None = None, slot_prior: str | None = None,
+                 slot_dim: int | None = None, variant: str | None = None,
+                 slot_prior: str | SlotPrior | None = None,
                  scale_net: str | None = None, scene_encoder: str | None = None) -> None:
         super().__init__()
         needed = ("num_slots", "slot_dim", "image_shape", "model", "guide", "decode") + (
@@ -163,7 +168,9 @@ class LOM(PyroModule):
             raise ValueError(f"sigma must be > 0, got {sigma}")
         if scene_dim < 1:
             raise ValueError(f"scene_dim must be >= 1, got {scene_dim}")
-        networks = _networks(variant, slot_prior=slot_prior, scale_net=scale_net, scene_encoder=scene_encoder)
+        given_prior = None if slot_prior is None or isinstance(slot_prior, str) else slot_prior
+        networks = _networks(variant, slot_prior=None if given_prior is not None else slot_prior,
+                             scale_net=scale_net, scene_encoder=scene_encoder)
         self.orderless = orderless
         self.num_slots = k = int(orderless.num_slots)
         self.slot_dim = dz = int(orderless.slot_dim)
@@ -178,21 +185,21 @@ class LOM(PyroModule):
         self.scene_free_bits = 0.25 * scene_dim if scene_free_bits is None else scene_free_bits
         self.slot_free_bits = slot_free_bits
         self.score_orderless = True
-        self.slot_prior = networks["slot_prior"]
         width = dz if prior_width is None else int(prior_width)
-        if width < 1:
-            raise ValueError(f"prior_width must be >= 1, got {prior_width}")
-        if width != dz and self.slot_prior != "transformer":
+        if width != dz and (given_prior is not None or networks["slot_prior"] != "transformer"):
             raise ValueError(f"prior_width={prior_width} needs slot_prior='transformer' (SRI's LSTM prior "
-                             f"feeds Dz-wide slots back in), got slot_prior={self.slot_prior!r}")
+                             f"feeds Dz-wide slots back in; a prior object is built with its own width), "
+                             f"got slot_prior={slot_prior if isinstance(slot_prior, str) else given_prior!r}")
         if width != dz and share_prior_and_scale_nets:
             raise ValueError(f"share_prior_and_scale_nets needs prior_width = Dz = {dz} (f'_φ reads Dz-wide "
                              f"means), got prior_width={prior_width}")
-        # §3.1: prior transformer f_θ (or SRI's LSTM) and its two linear heads
-        self.prior_net = (CausalTransformer(scene_dim, width, k, depth=prior_depth)
-                          if self.slot_prior == "transformer" else LSTMChain(scene_dim, dz))
-        self.prior_loc = nn.Linear(width, dz)
-        self.prior_scale = nn.Linear(width, dz)
+        # §3.1: the slot prior — f_θ with its two linear heads unless another is given
+        if given_prior is not None:
+            self.slot_prior = check_slot_prior(given_prior, k, dz, scene_dim)
+        elif networks["slot_prior"] == "transformer":
+            self.slot_prior = ChainPrior(k, dz, scene_dim, depth=prior_depth, width=width)
+        else:
+            self.slot_prior = AutoregressivePrior(k, dz, scene_dim)
         # §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ and w_φ
         self.scene_encoder = (SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
                               if networks["scene_encoder"] == "transformer"
@@ -200,17 +207,18 @@ class LOM(PyroModule):
         self.scene_loc = nn.Linear(scene_dim, scene_dim)
         self.scene_scale = nn.Linear(scene_dim, scene_dim)
         if share_prior_and_scale_nets:
-            if networks["scale_net"] != self.slot_prior:
+            kind = {ChainPrior: "transformer", AutoregressivePrior: "lstm"}.get(type(self.slot_prior))
+            if networks["scale_net"] != kind:
                 raise ValueError("share_prior_and_scale_nets needs scale_net and slot_prior of one kind, got "
-                                 f"{networks['scale_net']!r} and {self.slot_prior!r}")
-            self.scale_net = self.prior_net
+                                 f"{networks['scale_net']!r} and {kind or type(self.slot_prior).__name__!r}")
+            self.scale_net = self.slot_prior.net
         else:
             self.scale_net = (CausalTransformer(scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
                               if networks["scale_net"] == "transformer" else LSTMChain(scene_dim, dz))
         self.scale_head = nn.Linear(dz, dz)
-        xavier_init(nn.ModuleList([self.prior_loc, self.prior_scale, self.scene_loc, self.scene_scale,
-                                   self.scale_head]))
+        xavier_init(nn.ModuleList([self.scene_loc, self.scene_scale, self.scale_head]))
         self.decoder = decoder if decoder is not None else orderless.make_decoder()
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "stacks32", device: str = "cpu") -> LOM:
@@ -227,55 +235,43 @@ class LOM(PyroModule):
         return module
 
     # -- deterministic pieces --------------------------------------------------------------
-    def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return self.prior_loc(h), F.softplus(self.prior_scale(h)) + _MIN_SCALE
+    def use_slot_prior(self, prior: SlotPrior) -> None:
+        """Generate with ``prior`` from now on (e.g. one fitted by ``lom-pyro fit-prior``)."""
+        self.slot_prior = check_slot_prior(prior, self.num_slots, self.slot_dim, self.scene_dim)
+
+    def _gaussian_prior(self):
+        """The Gaussian prior the LOM was trained with: its own, or a fitted prior's reference."""
+        prior = getattr(self.slot_prior, "reference", None)
+        prior = self.slot_prior if prior is None else prior
+        if not hasattr(prior, "loc_scale_given"):
+            raise ValueError(f"the slot prior {type(prior).__name__} has no Gaussian loc and scale")
+        return prior
 
     def prior_slots(self, s: Tensor) -> tuple[Tensor, Tensor]:
         """``p_θ(z | h = f_θ(s))``: loc and scale ``(B, K, Dz)`` for ``s (B, Ds)`` (§3.1). With
         SRI's autoregressive prior: those of the rollout that feeds each slot's mean forward
-        (what SRI aligns to)."""
-        if self.slot_prior == "transformer":
-            return self._heads(self.prior_net(s))
-        return self._rollout(s, temperature=0.0)[1:]
+        (what SRI aligns to). A fitted prior answers with its reference's."""
+        return self._gaussian_prior().loc_scale(s)
 
     def prior_given(self, s: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """Loc and scale of ``p(z_k | s, z_{<k})`` for every k at once, given the slots ``z``
         (teacher forcing; for the paper's prior they do not depend on ``z``)."""
-        if self.slot_prior == "transformer":
-            return self.prior_slots(s)
-        return self._heads(self.prior_net(s, z[:, :-1]))
-
-    def _rollout(self, s: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
-        """Sample the autoregressive prior slot by slot: ``z_k = μ_k + τ σ_k ε``, fed to the
-        next step. :return: ``z``, loc, scale ``(B, K, Dz)``."""
-        x, state = self.prior_net.first(s), None
-        zs, locs, scales = [], [], []
-        for _ in range(self.num_slots):
-            h, state = self.prior_net.step(x, state)
-            loc, scale = self._heads(h)
-            x = loc + temperature * scale * torch.randn_like(loc) if temperature > 0 else loc
-            zs.append(x)
-            locs.append(loc)
-            scales.append(scale)
-        return torch.stack(zs, 1), torch.stack(locs, 1), torch.stack(scales, 1)
+        return self._gaussian_prior().loc_scale_given(s, z)
 
     def slot_prior_distribution(self, s: Tensor, temperature: float = 1.0):
         """``p(z_{1:K} | s)`` as the model's slot site samples it: batch shape ``(B, K)``,
         event ``(Dz,)``; standard deviations times ``temperature``."""
-        if self.slot_prior == "transformer":
-            loc, scale = self.prior_slots(s)
-            return dist.Normal(loc, scale * temperature).to_event(1)
-        return AutoregressiveSlots(self, s, temperature)
+        return self.slot_prior.distribution(s, temperature)
 
     def scene_posterior(self, orderless_loc: Tensor) -> tuple[Tensor, Tensor]:
         """``q_φ(s | g_φ(μ^o))``: loc and scale ``(B, Ds)`` (§3.2 step 2)."""
         hidden = self.scene_encoder(orderless_loc)
-        return self.scene_loc(hidden), F.softplus(self.scene_scale(hidden)) + _MIN_SCALE
+        return self.scene_loc(hidden), F.softplus(self.scene_scale(hidden)) + MIN_SCALE
 
     def order_aware_scales(self, s: Tensor, aligned_loc: Tensor) -> Tensor:
         """``softplus(w_φ(f'_φ([s, μ_π(1)..μ_π(K−1)])))`` ``(B, K, Dz)`` (§3.2 step 5)."""
         out = self.scale_net(s, aligned_loc[:, :-1])
-        return F.softplus(self.scale_head(out)) + _MIN_SCALE
+        return F.softplus(self.scale_head(out)) + MIN_SCALE
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``z (B, K, Dz)`` → ``rgb (B, K, C, H, W)``, mask logits ``(B, K, 1, H, W)``."""
@@ -352,7 +348,7 @@ class LOM(PyroModule):
             s = pyro.sample(SCENE, dist.Normal(s_loc.unsqueeze(-2), s_scale.unsqueeze(-2)).to_event(1),
                             infer={"free_bits": self.scene_free_bits, "geco_group": OBS}).squeeze(-2)
             with torch.no_grad():                                              # step 3: only its argmin is used
-                prior_loc, _ = self.prior_slots(s)
+                prior_loc = self.slot_prior.means(s)
             scales = order_aware_scale(scale_fn=lambda loc: self.order_aware_scales(s, loc),
                                        reuse_orderless_scales=self.reuse_orderless_scales)
             with plates.slots, scales, align(prior_loc=prior_loc, method=self.matching):   # steps 4, 5
@@ -368,12 +364,7 @@ class LOM(PyroModule):
         """Decode scene latents ``s (N, Ds)``: ``z = μ + τ σ ε`` (τ = 0: the prior means)."""
         if s.dim() != 2 or s.shape[-1] != self.scene_dim:
             raise ValueError(f"s must have shape (N, {self.scene_dim}), got {tuple(s.shape)}")
-        if self.slot_prior == "transformer":
-            loc, scale = self.prior_slots(s)
-            z = loc + temperature * scale * torch.randn_like(loc)
-        else:
-            z = self._rollout(s, temperature)[0]
-        return self.render(z, s)
+        return self.render(self.slot_prior.sample(s, temperature), s)
 
     @torch.no_grad()
     def render(self, z: Tensor, s: Tensor | None = None) -> Generated:
@@ -452,40 +443,9 @@ def _networks(variant: str | None, **chosen: str | None) -> dict[str, str]:
     return out
 
 
-class AutoregressiveSlots(TorchDistribution):
-    """SRI's slot prior ``Π_k p(z_k | s, z_{<k})`` as one site over all K slots.
-
-    Batch shape ``(B, K)``, event ``(Dz,)``, so it sits in the slots plate like the paper's
-    prior; the slots are not independent, so the plate here only shapes the site.
-    ``log_prob(z)`` feeds ``z``'s own earlier slots (teacher forcing); ``rsample`` rolls the
-    LSTM out; :meth:`conditional` is the Gaussian of every slot given the earlier ones of
-    ``z``, from which :class:`~lom_pyro.infer.LOMELBO` takes the slot KL in closed form,
-    ``Σ_k KL(q(z_k) ‖ p(z_k | s, z_{<k}))`` at the guide's sample (SRI's estimator).
-    """
-
-    arg_constraints = {}
-    support = constraints.real_vector
-    has_rsample = True
-
-    def __init__(self, lom: LOM, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
-        self.lom, self.s, self.temperature = lom, s, float(temperature)
-        super().__init__(torch.Size([s.shape[0], lom.num_slots]), torch.Size([lom.slot_dim]),
-                         validate_args=validate_args)
-
-    def conditional(self, value: Tensor):
-        """``p(z_k | s, value_{<k})`` for every k: ``Normal`` with batch ``(B, K)``, event ``(Dz,)``."""
-        loc, scale = self.lom.prior_given(self.s, value)
-        return dist.Normal(loc, scale * self.temperature).to_event(1)
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        return self.conditional(value).log_prob(value)
-
-    def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
-        if sample_shape:
-            raise NotImplementedError("AutoregressiveSlots draws one sample per scene")
-        return self.lom._rollout(self.s, self.temperature)[0]
-
-    def expand(self, batch_shape, _instance=None):
-        if tuple(batch_shape) != tuple(self.batch_shape):
-            raise NotImplementedError(f"AutoregressiveSlots cannot be broadcast to {tuple(batch_shape)}")
-        return self
+def _rename_old_keys(state_dict, prefix, *args) -> None:
+    """Files written before the slot prior was a component name its weights ``prior_*``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        for old, new in _RENAMED.items():
+            if key.startswith(prefix + old):
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
