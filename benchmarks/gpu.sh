@@ -1,59 +1,90 @@
 #!/usr/bin/env bash
-# The device checks, as one prepared run on a lent GPU machine (H100/H200, ~9 minutes):
+# The device checks, as one prepared run on a lent GPU machine (H100/H200, ~7 minutes):
 #   1. GPU facts and versions;
-#   2. benchmarks/train_step.py on the GPU (EMORL alone vs LOM-EMORL, the reference's setting),
-#      then LOM-EMORL in fp32/bf16 x eager/compiled at batch 32;
-#   3. benchmarks/decomposition.py: the quickstart variants trained concurrently on the GPU
-#      for SWEEP_MINUTES each, held-out ARI-FG / structure accuracy every 500 steps;
-#   4. meanwhile tests/test_cuda.py (CPU vs CUDA numbers) and the whole test suite under the
+#   2. lom-pyro fit-prior on the GPU: a diffusion slot prior (and, concurrently, a mixture-density
+#      one) fitted ex post to the shipped stacks32_ar's aggregate posterior on 131,072 cached
+#      scenes (docs/priors.md); the written files come back in $OUT;
+#   3. meanwhile tests/test_cuda.py (CPU vs CUDA numbers) and the whole test suite under the
 #      machine's own torch.
-# Usage (repository root; pyro-ppl and pyro-api wheels in .whl/ where the machine lacks them):
+# STAGES picks what runs (default "prior tests"); "train_step" and "sweep" are the earlier
+# checks (benchmarks/train_step.py on the GPU and the decomposition sweep; results/gpu/ holds
+# what they printed on 2026-11-26).
+# Usage (repository root; pyro-ppl, pyro-api, opt_einsum, einops wheels in .whl/ where the
+# machine lacks them):
 #   OUT=/some/dir bash benchmarks/gpu.sh
-# Everything it prints is also in $OUT/gpu.log; results in $OUT (at most 8 files).
+# Everything it prints is also in $OUT/gpu.log; results in $OUT.
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 DEVICE=${DEVICE:-cuda}
+STAGES=${STAGES:-prior tests}
+SOURCE=${SOURCE:-stacks32_ar}
+PRIOR_SCENES=${PRIOR_SCENES:-131072}
+PRIOR_STEPS=${PRIOR_STEPS:-40000}
+PRIOR_MINUTES=${PRIOR_MINUTES:-4.5}
 SWEEP_MINUTES=${SWEEP_MINUTES:-5.5}
 BENCH_REPS=${BENCH_REPS:-10}
 SWEEP_DIR=${SWEEP_DIR:-/tmp/lom_decomposition}
-# the settings still open after the 2026-11-26 sweeps (docs/notes/benchmarks.md); any of VARIANTS
 SWEEP_VARIANTS=${SWEEP_VARIANTS:-base_lr1e-3 base_lr1e-3_batch32 base_lr1e-3_L1_I0 base_lr1e-3_K7 lom_base_lr1e-3 base_lr2e-3}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
 export PYTHONUNBUFFERED=1
-if ! python3 -c "import pyro" 2>/dev/null && [ -d .whl ]; then
+if ! python3 -c "import pyro, einops" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 echo "== 1. machine"
 date -u
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
 python3 -c "import torch, pyro, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| pyro', pyro.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 
-echo "== 2. train step on $DEVICE (64x64, K=7, L=3, I=3)"
-timeout 200 python3 benchmarks/train_step.py --device "$DEVICE" --batches 8 32 --reps "$BENCH_REPS" \
-  --threads 4 --out "$OUT/train_step.json"
+PIDS=()
+if has prior; then
+  echo "== 2. fit-prior on $DEVICE: $PRIOR_SCENES scenes, $PRIOR_STEPS steps (at most $PRIOR_MINUTES min of fitting each)"
+  FIT="python3 -m lom_pyro fit-prior $SOURCE --device $DEVICE --threads 6 --scenes $PRIOR_SCENES --held-out 2048 \
+       --steps $PRIOR_STEPS --batch-size 1024 --max-minutes $PRIOR_MINUTES --report-samples 500"
+  timeout 420 $FIT --prior diffusion --lr 5e-4 --options '{"width": 768, "depth": 4, "steps": 200}' \
+    --cache /tmp/cache_diffusion.pt --out "$OUT/stacks32_diffusion_gpu.pt" > "$OUT/fit_diffusion.txt" 2>&1 &
+  PIDS+=($!)
+  timeout 420 $FIT --prior mdn --lr 1e-3 --options '{"components": 16, "hidden": 256, "layers": 2}' \
+    --cache /tmp/cache_mdn.pt --out "$OUT/stacks32_mdn_gpu.pt" > "$OUT/fit_mdn.txt" 2>&1 &
+  PIDS+=($!)
+fi
 
-echo "== 2b. LOM-EMORL at batch 32: fp32 vs bf16 autocast, eager vs compiled networks (target >= 30 steps/s)"
-timeout 420 python3 benchmarks/train_step.py --device "$DEVICE" --speed-variants --batches 32 --reps 20 \
-  --warmup 5 --threads 4 --out "$OUT/train_step_speed_variants.json"
+if has train_step; then
+  echo "== train step on $DEVICE (64x64, K=7, L=3, I=3)"
+  timeout 200 python3 benchmarks/train_step.py --device "$DEVICE" --batches 8 32 --reps "$BENCH_REPS" \
+    --threads 4 --out "$OUT/train_step.json"
+fi
+if has sweep; then
+  echo "== decomposition sweep, $SWEEP_MINUTES min per variant, concurrently"
+  rm -rf "$SWEEP_DIR"
+  timeout $(( ${SWEEP_MINUTES%.*} * 60 + 150 )) python3 benchmarks/decomposition.py --device "$DEVICE" --parallel \
+    --minutes "$SWEEP_MINUTES" --eval-every 500 --threads 1 --out "$SWEEP_DIR" --variants $SWEEP_VARIANTS \
+    > "$OUT/decomposition.txt" 2>&1 &
+  PIDS+=($!)
+fi
 
-echo "== 3. decomposition sweep, $SWEEP_MINUTES min per variant, concurrently"
-rm -rf "$SWEEP_DIR"
-timeout $(( ${SWEEP_MINUTES%.*} * 60 + 150 )) python3 benchmarks/decomposition.py --device "$DEVICE" --parallel \
-  --minutes "$SWEEP_MINUTES" --eval-every 500 --threads 1 --out "$SWEEP_DIR" --variants $SWEEP_VARIANTS > "$OUT/decomposition.txt" 2>&1 &
-SWEEP=$!
+if has tests; then
+  echo "== 3. tests: CPU vs CUDA, then the whole suite"
+  python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15
+  timeout 300 python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tail -15
+fi
 
-echo "== 4. tests: CPU vs CUDA, then the whole suite"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15
-timeout 240 python3 -m pytest -q -p no:cacheprovider -n 4 tests 2>&1 | tail -15
-
-wait $SWEEP
-echo "== 3. sweep results"
-cat "$OUT/decomposition.txt" | tail -15
-cp "$SWEEP_DIR/decomposition.json" "$OUT/" 2>/dev/null
-tar czf "$OUT/decomposition_runs.tgz" -C "$SWEEP_DIR" --exclude='*.pt' . 2>/dev/null
+for pid in "${PIDS[@]}"; do wait "$pid"; done
+if has prior; then
+  echo "== 2. fit-prior results"
+  tail -25 "$OUT/fit_diffusion.txt"
+  tail -25 "$OUT/fit_mdn.txt"
+  rm -f "$OUT"/*.state.pt
+fi
+if has sweep; then
+  echo "== sweep results"
+  tail -15 "$OUT/decomposition.txt"
+  cp "$SWEEP_DIR/decomposition.json" "$OUT/" 2>/dev/null
+  tar czf "$OUT/decomposition_runs.tgz" -C "$SWEEP_DIR" --exclude='*.pt' . 2>/dev/null
+fi
 ls -la "$OUT"
 date -u

@@ -56,10 +56,13 @@ def load_pretrained(name_or_path: str | os.PathLike, device: str = "cpu") -> tup
 
 
 def save_pretrained(path: str | os.PathLike, module: nn.Module, architecture: Architecture,
-                    info: dict[str, Any]) -> Path:
-    """Write the weights (float32, no optimiser state) with their architecture and ``info``;
-    refuses a file over 20 MB, which would not be shipped."""
-    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+                    info: dict[str, Any], half: frozenset[str] = frozenset()) -> Path:
+    """Write the weights (no optimiser state) with their architecture and ``info``; refuses a
+    file over 20 MB, which would not be shipped. Weights are float32, but the floating-point
+    tensors named in ``half`` are stored as float16 (loading casts them back; the caller
+    rounds them first if its numbers are to be those of the file)."""
+    state = {k: (v.half() if v.is_floating_point() and k in half else v).detach().cpu().clone()
+             for k, v in module.state_dict().items()}
     path = save_checkpoint(path, {"architecture": architecture.as_dict(), "model": state, "info": info})
     if path.stat().st_size > MAX_BYTES:
         size = path.stat().st_size / 2**20

@@ -37,7 +37,6 @@ REPORT_EVERY = 500
 CACHE_SEED = 50_000        # the scenes of the cache (training uses 0.., held-out evaluation 10,000..)
 TEMPERATURES = (0.6, 0.8, 1.0)
 
-
 def load_source(name_or_path: str, device: str = "cpu") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """A trained LOM from a shipped name, a pretrained file or a training checkpoint: the
     module, its architecture (as a dict) and its info (training config, step, metrics)."""
@@ -278,6 +277,13 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     if fitting["steps_done"] < args.steps:
         return state_path, {"unfinished": fitting}
     lom.use_slot_prior(prior)
+    # the fitted prior's weights are stored in float16 (a 768-wide diffusion prior is 22 MB in
+    # float32, over what ships); rounded here, so that the report is of the file
+    half = frozenset(f"slot_prior.{n}" for n, _ in prior.named_parameters() if not n.startswith("reference."))
+    with torch.no_grad():
+        for name, value in prior.named_parameters():
+            if f"slot_prior.{name}" in half:
+                value.copy_(value.half().float())
     print(f"fitted in {fitting['seconds']:.0f} s; judging {args.report_samples} samples per temperature",
           file=sys.stderr)
     report = prior_report(lom, device_cache, fit_index.to(args.device), held_index.to(args.device),
@@ -289,7 +295,7 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
               "fit": fitting, "report": report}
     architecture = Architecture(**{**arch, "fitted_slot_prior": {"name": args.prior, "options": args.options}})
     info = {**info, "slot_prior_fit": record}
-    path = save_pretrained(out, lom, architecture, info)
+    path = save_pretrained(out, lom, architecture, info, half=half)
     return path, record
 
 
