@@ -9,6 +9,9 @@ and writes ``<out>/s_acc.json``.
     python benchmarks/s_acc.py stacks32_ar stacks32 benchmarks/results/long/emorl/checkpoint.pt \\
         --out benchmarks/results/s_acc
 
+``--figure FILE.png`` also writes one row of ``--figure-samples`` samples per model (drawn at
+the same τ from the evaluation seed), each row named with its model and both judges' S-Acc.
+
 A model is a shipped pretrained name, a file written by ``lom-pyro export``, or a training
 checkpoint (a LOM, or an orderless model alone, which samples its independent slot prior).
 """
@@ -24,7 +27,8 @@ from pathlib import Path
 import torch
 
 from lom_pyro import LOM
-from lom_pyro.assess import s_acc_of_samples
+from lom_pyro.assess import EVAL_SEED, evaluation_mode, s_acc_of_samples, sample_images
+from lom_pyro.viz import panel
 from lom_pyro.training import load_trained
 
 PAPER = {"LOM-EMORL": 0.76, "EMORL": 0.0, "GENv2-G": 0.42, "LOM-GENv2-G": 0.82}  # §4, ShapeStacks, by hand
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/s_acc")
+    parser.add_argument("--figure", metavar="FILE.png", help="a figure with a row of samples per model")
+    parser.add_argument("--figure-samples", type=int, default=12)
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error(f"--samples must be >= 1, got {args.samples}")
@@ -58,12 +64,20 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--temperature must lie in [0, 10], got {args.temperature}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    rows = []
+    rows, figure = [], {}
     for name in args.models:
         module, short = load(name)
         started = time.perf_counter()
         result = s_acc_of_samples(module, args.samples, args.temperature, out / f"{short}.png")
         rows.append({"model": name, "name": short, **result, "seconds": round(time.perf_counter() - started, 1)})
+        if args.figure:
+            with evaluation_mode(module, seed=EVAL_SEED):
+                images, _ = sample_images(module, args.figure_samples, args.temperature)
+            label = f"{short}: touching {result['touching']['s_acc']:.2f}, sharp {result['sharp']['s_acc']:.2f}"
+            figure[label] = images.cpu()
+    if args.figure:
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        panel(figure, args.figure, scale=2)
     print(f"{'model':<22}{'touching':>24}{'sharp':>24}   (S-Acc of {args.samples} samples at τ = "
           f"{args.temperature:g}, 95 % interval)")
     for row in rows:
