@@ -1,0 +1,101 @@
+"""Does ``--compile`` pay on the CPU? Eager vs ``torch.compile``d networks, one training step
+at a time, at the quickstart shapes (EMORL alone, 32 px, K = 6), batch 32.
+
+Each variant runs in its own child process (a compiled one first takes ``--warmup`` steps to
+compile); the children alternate, ``--rounds`` times each, so load from other processes on
+the machine falls on both alike. A compiled child also reports what dynamo did: frames
+compiled, recompilations and graph breaks (``torch._dynamo.utils.counters``). The machine's
+load average (``os.getloadavg``) is recorded beside each child.
+
+    python benchmarks/compile_cpu.py [--batch 32] [--steps 3] [--warmup 2] [--rounds 2] [--threads 2]
+
+Writes ``benchmarks/results/compile_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(compiled: bool, batch: int, steps: int, warmup: int, threads: int) -> dict:
+    import pyro
+    import torch
+
+    from lom_pyro.models import programs
+    from lom_pyro.training import build, config_from_preset
+
+    torch.set_num_threads(threads)
+    pyro.enable_validation(False)
+    torch.manual_seed(0)
+    module, objective = build(config_from_preset("quickstart", lom=False, batch_size=batch))
+    if compiled:
+        from lom_pyro.training.speed import compile_networks
+
+        compile_networks(module)
+    model, guide = programs(module)
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-3, foreach=True)
+    x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    times = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        loss, _ = objective.compute(model, guide, x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        times.append(time.perf_counter() - start)
+    dynamo = {}
+    if compiled:
+        from torch._dynamo.utils import counters
+
+        dynamo = {"frames_compiled": dict(counters["stats"]), "graph_breaks": dict(counters["graph_break"]),
+                  "recompiles": dict(counters["recompiles"])}
+    return {"compile": compiled, "batch": batch, "threads": threads, "warmup_s": times[:warmup],
+            "s_per_step": statistics.median(times[warmup:]), "steps_s": times[warmup:], "dynamo": dynamo,
+            "loadavg_1min_at_end": os.getloadavg()[0]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per child")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--rounds", type=int, default=2, help="eager and compiled children, alternating")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_cpu.json"))
+    parser.add_argument("--child", choices=["eager", "compiled"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child == "compiled", args.batch, args.steps, args.warmup, args.threads)))
+        return {}
+    rows = []
+    for _ in range(args.rounds):
+        for kind in ("eager", "compiled"):
+            cmd = [sys.executable, __file__, "--child", kind, "--batch", str(args.batch), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            load_before = os.getloadavg()[0]
+            row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            rows.append({**row, "loadavg_1min_before": load_before})
+            print(f"{kind:>8}: {row['s_per_step']:.2f} s/step (warm-up {', '.join(f'{t:.1f}' for t in row['warmup_s'])}"
+                  f" s; load {load_before:.2f} → {row['loadavg_1min_at_end']:.2f})", flush=True)
+    eager = statistics.median(r["s_per_step"] for r in rows if not r["compile"])
+    compiled = statistics.median(r["s_per_step"] for r in rows if r["compile"])
+    result = {"benchmark": "compile_cpu", "setting": "quickstart EMORL alone, 32 px, K=6", "batch": args.batch,
+              "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "eager_s_per_step": eager,
+              "compiled_s_per_step": compiled, "compiled_over_eager": compiled / eager, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"eager {eager:.2f} s/step, compiled {compiled:.2f} s/step: {compiled / eager:.2f}x")
+    return result
+
+
+if __name__ == "__main__":
+    main()
