@@ -27,7 +27,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in ``--help``, except where there is none to show (``None``, an off switch)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help or ""
         return super()._get_help_string(action)
 

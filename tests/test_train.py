@@ -17,7 +17,9 @@ TINY = ["--steps", "3", "--batch-size", "4", "--eval-scenes", "8", "--figure-eve
 def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--preset", "quickstart", *TINY, "--out", str(out)]) == 0
-    assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png"]
+    # named by steps done: the untrained model, after 2 steps, after the last
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png",
+                                                                       "step_000003.png"]
     assert (out / "curves.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "structure_accuracy_recon_orderless",
