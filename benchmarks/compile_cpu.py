@@ -11,6 +11,11 @@ graph breaks (``torch._dynamo.utils.counters``), and an error that ended it. The
 average (``os.getloadavg``) is recorded beside each child.
 
     python benchmarks/compile_cpu.py [--batch 32] [--steps 3] [--warmup 2] [--rounds 2] [--threads 2]
+    python benchmarks/compile_cpu.py --variants eager+figures compiled+figures --no-donated-buffer \
+        --out benchmarks/results/compile_cpu_no_donated_buffer.json
+
+``--no-donated-buffer`` sets ``torch._functorch.config.donated_buffer = False`` in compiled
+children (the switch torch's error names when a compiled backward meets a second graph).
 
 Writes ``benchmarks/results/compile_cpu.json``.
 """
@@ -30,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("eager", "compiled", "eager+figures", "compiled+figures")
 
 
-def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, threads: int) -> dict:
+def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, threads: int,
+          donated_buffer: bool = True) -> dict:
     import tempfile
 
     import pyro
@@ -42,6 +48,10 @@ def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, th
     from lom_pyro.training import build, config_from_preset
 
     torch.set_num_threads(threads)
+    if compiled:
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = donated_buffer
     pyro.enable_validation(False)
     torch.manual_seed(0)
     module, objective = build(config_from_preset("quickstart", lom=False, batch_size=batch))
@@ -78,6 +88,12 @@ def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, th
             "error": error, "steps_done": len(times), "loadavg_1min_at_end": os.getloadavg()[0]}
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -86,17 +102,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=2, help="eager and compiled children, alternating")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_cpu.json"))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--no-donated-buffer", action="store_true", help="compiled children: "
+                        "torch._functorch.config.donated_buffer = False")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child.startswith("compiled"), args.child.endswith("figures"), args.batch,
-                               args.steps, args.warmup, args.threads)))
+                               args.steps, args.warmup, args.threads, not args.no_donated_buffer)))
         return {}
     rows = []
     for _ in range(args.rounds):
-        for kind in VARIANTS:
+        for kind in args.variants:
             cmd = [sys.executable, __file__, "--child", kind, "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                   "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   *(["--no-donated-buffer"] if args.no_donated_buffer else [])]
             load_before = os.getloadavg()[0]
             row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rows.append({**row, "variant": kind, "loadavg_1min_before": load_before})
@@ -105,12 +125,13 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{load_before:.2f} → {row['loadavg_1min_at_end']:.2f}){' ' + row['error'] if row['error'] else ''}",
                   flush=True)
     summary = {}
-    for kind in VARIANTS:
+    for kind in args.variants:
         timed = [r["s_per_step"] for r in rows if r["variant"] == kind and r["s_per_step"] is not None]
         summary[kind] = {"s_per_step": statistics.median(timed) if timed else None,
                          "errors": [r["error"] for r in rows if r["variant"] == kind and r["error"]]}
     result = {"benchmark": "compile_cpu", "setting": "quickstart EMORL alone, 32 px, K=6", "batch": args.batch,
-              "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "summary": summary, "rows": rows}
+              "threads": args.threads, "donated_buffer": not args.no_donated_buffer, "torch": torch_version(),
+              "date": time.strftime("%Y-%m-%d"), "summary": summary, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(summary, indent=2))
