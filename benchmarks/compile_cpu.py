@@ -11,11 +11,11 @@ graph breaks (``torch._dynamo.utils.counters``), and an error that ended it. The
 average (``os.getloadavg``) is recorded beside each child.
 
     python benchmarks/compile_cpu.py [--batch 32] [--steps 3] [--warmup 2] [--rounds 2] [--threads 2]
-    python benchmarks/compile_cpu.py --variants eager+figures compiled+figures --no-donated-buffer \
-        --out benchmarks/results/compile_cpu_no_donated_buffer.json
+    python benchmarks/compile_cpu.py --variants compiled+figures --rounds 1 --donated-buffer \
+        --out benchmarks/results/compile_cpu_donated_buffer.json
 
-``--no-donated-buffer`` sets ``torch._functorch.config.donated_buffer = False`` in compiled
-children (the switch torch's error names when a compiled backward meets a second graph).
+``--donated-buffer`` turns ``torch._functorch.config.donated_buffer`` back on after
+``compile_networks`` (which turns it off): torch's default, with which the loop failed.
 
 Writes ``benchmarks/results/compile_cpu.json``.
 """
@@ -36,7 +36,7 @@ VARIANTS = ("eager", "compiled", "eager+figures", "compiled+figures")
 
 
 def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, threads: int,
-          donated_buffer: bool = True) -> dict:
+          donated_buffer: bool = False) -> dict:
     import tempfile
 
     import pyro
@@ -48,10 +48,6 @@ def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, th
     from lom_pyro.training import build, config_from_preset
 
     torch.set_num_threads(threads)
-    if compiled:
-        import torch._functorch.config
-
-        torch._functorch.config.donated_buffer = donated_buffer
     pyro.enable_validation(False)
     torch.manual_seed(0)
     module, objective = build(config_from_preset("quickstart", lom=False, batch_size=batch))
@@ -59,6 +55,9 @@ def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, th
         from lom_pyro.training.speed import compile_networks
 
         compile_networks(module)
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = donated_buffer
     model, guide = programs(module)
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3, foreach=True)
     x = torch.rand(batch, 3, 32, 32) * 2 - 1
@@ -103,20 +102,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_cpu.json"))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--no-donated-buffer", action="store_true", help="compiled children: "
-                        "torch._functorch.config.donated_buffer = False")
+    parser.add_argument("--donated-buffer", action="store_true", help="compiled children: "
+                        "torch._functorch.config.donated_buffer = True (torch's default)")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child.startswith("compiled"), args.child.endswith("figures"), args.batch,
-                               args.steps, args.warmup, args.threads, not args.no_donated_buffer)))
+                               args.steps, args.warmup, args.threads, args.donated_buffer)))
         return {}
     rows = []
     for _ in range(args.rounds):
         for kind in args.variants:
             cmd = [sys.executable, __file__, "--child", kind, "--batch", str(args.batch), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--threads", str(args.threads),
-                   *(["--no-donated-buffer"] if args.no_donated_buffer else [])]
+                   *(["--donated-buffer"] if args.donated_buffer else [])]
             load_before = os.getloadavg()[0]
             row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rows.append({**row, "variant": kind, "loadavg_1min_before": load_before})
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary[kind] = {"s_per_step": statistics.median(timed) if timed else None,
                          "errors": [r["error"] for r in rows if r["variant"] == kind and r["error"]]}
     result = {"benchmark": "compile_cpu", "setting": "quickstart EMORL alone, 32 px, K=6", "batch": args.batch,
-              "threads": args.threads, "donated_buffer": not args.no_donated_buffer, "torch": torch_version(),
+              "threads": args.threads, "donated_buffer": args.donated_buffer, "torch": torch_version(),
               "date": time.strftime("%Y-%m-%d"), "summary": summary, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -30,7 +30,7 @@ def check_compile(compile_networks: bool, device: torch.device) -> None:
     """Refuse ``--compile`` on the CPU, where it does not pay in the training loop
     (docs/benchmarks/compile_cpu.md)."""
     if compile_networks and device.type == "cpu":
-        raise ValueError("--compile is refused on the CPU, where it does not pay in the training loop (a probe "
-                         "measured steps 3-5 times slower; here at best 12 % faster after 30 s of compiling, and "
-                         "the networks recompile for every figure, docs/benchmarks/compile_cpu.md); leave it off, "
-                         "or use it with --device cuda")
+        raise ValueError("--compile is refused on the CPU, where it does not pay: measured here, compiled steps "
+                         "were at most 10 % faster after a 30 s compile (4 % with the training loop's figures), and "
+                         "an earlier probe measured them 3-5 times slower (docs/benchmarks/compile_cpu.md); leave it "
+                         "off, or use it with --device cuda")
