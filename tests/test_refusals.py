@@ -12,7 +12,7 @@ import torch
 from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lom_pyro.cli import main
 from lom_pyro.training import config_from_preset, train
-from lom_pyro.training.config import read_config_file, with_absolute_paths
+from lom_pyro.training.config import read_config_file
 from lom_pyro.training.state import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -141,6 +141,8 @@ def test_overwrite_removes_every_output_of_the_old_run(run, capsys):
 
 # -- 5. paths saved absolute, a moved file reported -------------------------------------------
 def test_files_are_saved_as_absolute_paths_and_a_moved_dataset_is_named(finished, run, tmp_path, monkeypatch, capsys):
+    from lom_pyro.training.config import with_absolute_paths
+
     monkeypatch.chdir(finished.parent)
     out = tmp_path / "fine"
     assert main(["train", *TINY_FLAGS, "--init-from", "run/checkpoint.pt", "--out", str(out)]) == 0
