@@ -104,18 +104,22 @@ def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset: str,
-                    temperature: float = 0.8) -> dict[str, Any]:
+                    temperature: float = 0.8, progress: bool = False) -> dict[str, Any]:
     """Metrics on held-out scenes; see the module docstring.
 
     :param evaluation: ``images (N, 3, H, W)`` in [-1, 1], ``masks (N, K, H, W)`` and
         ``background`` channel indices.
+    :param progress: show a progress bar over the held-out chunks.
     """
+    from tqdm import tqdm
+
     device = next(module.parameters()).device
     images = evaluation["images"]
     terms: dict[str, list[Tensor]] = {}
     model, guide = programs(module)
     with evaluation_mode(module, seed=EVAL_SEED):
-        for start in range(0, images.shape[0], CHUNK):
+        for start in tqdm(range(0, images.shape[0], CHUNK), desc=f"evaluation ({images.shape[0]} held-out scenes)",
+                          disable=not progress, dynamic_ncols=True):
             x = images[start:start + CHUNK].to(device)
             for site, term in elbo.terms(model, guide, x).items():
                 terms.setdefault(f"{term.kind}/{site}", []).append(term.raw)

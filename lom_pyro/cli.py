@@ -24,12 +24,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in ``--help``, except where there is none to show (``None``, an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one sentence, not the usage block before it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} ({self.prog} --help lists the options)\n")
+
+
 def _build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lom-pyro", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lom-pyro", description=__doc__.splitlines()[0].replace("``", ""),
+                     formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
         # only import the module whose sub-command is asked for
         if argv and argv[0] == name:
             mod = importlib.import_module(module)

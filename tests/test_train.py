@@ -17,7 +17,9 @@ TINY = ["--steps", "3", "--batch-size", "4", "--eval-scenes", "8", "--figure-eve
 def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--preset", "quickstart", *TINY, "--out", str(out)]) == 0
-    assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png"]
+    # named by steps done: the untrained model, after 2 steps, after the last
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == ["step_000000.png", "step_000002.png",
+                                                                       "step_000003.png"]
     assert (out / "curves.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("ari_fg_orderless", "ari_fg_lom", "structure_accuracy_samples", "structure_accuracy_recon_orderless",
@@ -247,7 +249,7 @@ def test_scalars_and_figures_also_go_to_tensorboard(tmp_path):
     events.Reload()
     assert {"train/err/x", "train/kl/x", "train/beta/x_orderless"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/err/x")] == [0, 2]
-    assert [e.step for e in events.Images("figures")] == [0, 2]
+    assert [e.step for e in events.Images("figures")] == [0, 2, 3]   # by steps done, as the PNGs
 
 
 @pytest.mark.parametrize("preset,goal,slots", [("objects_room", -0.353, 7), ("shapestacks", -0.353, 9),

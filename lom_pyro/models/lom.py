@@ -18,13 +18,13 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
+from lom_pyro.models.inputs import check_images
 from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
 from lom_pyro.nn.recurrent import LSTMChain
 from lom_pyro.nn.relation import RelationEncoder
@@ -286,15 +286,7 @@ class LOM(PyroModule):
 
     # -- Pyro programs ---------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise ValueError(f"x must be a tensor of images (B, C, H, W), got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        if is_validation_enabled() and not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains NaN or infinite values")
+        check_images(x, self.image_shape, self._reference().dtype)
 
     @pyro_method
     def model(self, x: Tensor | None = None, *, batch_size: int | None = None,

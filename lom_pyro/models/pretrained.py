@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from lom_pyro.models.assemble import Architecture, assemble
 
 __all__ = ["PRETRAINED_DIR", "available", "load_pretrained", "save_pretrained", "pretrained_path"]
@@ -49,9 +49,9 @@ def load_pretrained(name_or_path: str | os.PathLike, device: str = "cpu") -> tup
         raise CheckpointError(f"{path}: not a pretrained model (a training checkpoint? use load_trained for those)")
     try:
         module = assemble(Architecture(**payload["architecture"]))
-        module.load_state_dict(payload["model"])
-    except (TypeError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{path}: its weights do not fit its architecture ({str(err).splitlines()[0]})") from None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its architecture cannot be built by this lom_pyro ({err})") from None
+    load_weights(module, payload["model"], f"{path}: its weights do not fit its architecture")
     return module.to(device).eval(), payload.get("info", {})
 
 

@@ -4,12 +4,13 @@ and modules rebuilt from checkpoints."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
 from torch import Tensor, nn
 
-from lom_pyro.checkpoint import CheckpointError, load_checkpoint
+from lom_pyro.checkpoint import CheckpointError, checkpoint_file, load_checkpoint, load_weights
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models.assemble import Architecture, assemble
 from lom_pyro.models.lom import LOM
@@ -77,15 +78,16 @@ def parameter_groups(module: nn.Module, frozen: nn.Module | None) -> list[list[n
     return [g for g in groups if g]
 
 
-def _weights_for(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+def _weights_for(module: nn.Module, state: dict[str, Tensor], source: str, note: str = "") -> None:
     """Load ``state`` into ``module``; an orderless model takes the ``orderless.`` part of a
-    LOM's weights. A mismatch is one sentence naming ``source``."""
+    LOM's weights. A mismatch is one sentence naming ``source`` and the first keys that
+    differ, then ``note``."""
     if not isinstance(module, LOM) and any(k.startswith("orderless.") for k in state):
         state = {k[len("orderless."):]: v for k, v in state.items() if k.startswith("orderless.")}
     try:
-        module.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{source}: its weights do not fit this model ({str(err).splitlines()[0]})") from None
+        load_weights(module, state, f"{source}: its weights do not fit this model")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{note}") from None
 
 
 def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
@@ -116,7 +118,12 @@ def load_initial_weights(module: nn.Module, source: str) -> None:
     from lom_pyro.models.pretrained import pretrained_path
 
     path = pretrained_path(source)
-    _weights_for(module, _field(load_checkpoint(path), "model", str(path)), f"--init-from {source}")
+    payload = load_checkpoint(path)
+    # a file's own config (a checkpoint's, or the one an exported file records) says how it was built
+    trained = payload.get("config") or payload.get("info", {}).get("config") or {}
+    note = (f"; {source} was trained with --lom-kwargs '{json.dumps(trained['lom_kwargs'])}'"
+            if "lom_kwargs" in trained else "")
+    _weights_for(module, _field(payload, "model", str(path)), f"--init-from {source}", note)
 
 
 def _field(payload: dict[str, Any], key: str, path: str) -> Any:
@@ -135,15 +142,14 @@ def config_of(payload: dict[str, Any], path: str) -> TrainConfig:
 
 
 def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the trained module of a checkpoint written by :func:`~lom_pyro.training.train`."""
+    """Rebuild the trained module of a checkpoint written by :func:`~lom_pyro.training.train`
+    (``path``: the file, or a run folder)."""
+    path = str(checkpoint_file(path))
     payload = load_checkpoint(path, map_location=device)
     config = config_of(payload, path)
     if payload.get("stage") == ORDERLESS_STAGE:   # stage 1 of a two-stage run: the orderless model alone
         config = dataclasses.replace(config, lom=False)
     module, _ = build(config)
-    try:
-        module.load_state_dict(_field(payload, "model", path))
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model of its own config "
-                              f"({str(err).splitlines()[0]})") from None
+    load_weights(module, _field(payload, "model", path),
+                 f"checkpoint {path}: its weights do not fit the model of its own config")
     return module.to(device).eval(), config

@@ -52,15 +52,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in --out")
     hints = typing.get_type_hints(TrainConfig)
+    # flags default to None (so that they override the preset and the file only when given);
+    # --help shows the value a run takes without them, the quickstart preset's
+    quickstart = config_from_preset("quickstart")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _flag_type(hints[f.name])
+        value = getattr(quickstart, f.name)
+        shown = json.dumps(value) if isinstance(value, dict) else value
+        help_text = f"{HELP[f.name]} (quickstart: {shown})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[f.name])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(f.name), help=HELP[f.name])
+            parser.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(f.name), help=help_text)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"lom-pyro train: {err}", file=sys.stderr)
         return 2
     if "rank" in result:   # a rank other than the first of a distributed run: rank 0 reports
+        return 0
+    if "nothing_to_do" in result:
+        print(f"lom-pyro train: {result['nothing_to_do']}", file=sys.stderr)
         return 0
     print(json.dumps(result, indent=2))
     if "stopped" in result:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from lom_pyro.data.presets import DATASET_PRESETS
 from lom_pyro.models.assemble import ORDERLESS_CLASSES
 
 __all__ = ["TrainConfig", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERRIDES", "config_from_preset",
-           "read_config_file"]
+           "read_config_file", "type_error", "with_absolute_paths"]
 
 LOM_GECO_FORMS = ("orderless", "genesis")
 #: ``lom_decoder_init`` values: where the LOM decoder's first weights come from
@@ -81,6 +83,10 @@ class TrainConfig:
     out: str = "runs/quickstart"
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            wrong = type_error(f.name, getattr(self, f.name))
+            if wrong:
+                raise ValueError(wrong)
         for name in ("steps", "batch_size", "image_size", "eval_scenes", "eval_every_scenes", "keep_checkpoints",
                      "max_bad_steps"):
             if getattr(self, name) < 1:
@@ -120,6 +126,27 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+
+def _expected(hint: Any) -> tuple[tuple[type, ...], str]:
+    """The Python types a field's annotation accepts, and their name in a message."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if optional:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    base = typing.get_origin(hint) or hint
+    kinds, name = {bool: ((bool,), "true or false"), int: ((int,), "a whole number"),
+                   float: ((int, float), "a number"), str: ((str,), "a string"),
+                   dict: ((dict,), "a table (JSON object)")}[base]
+    return (kinds + (type(None),), f"{name} or unset") if optional else (kinds, name)
+
+
+def type_error(name: str, value: Any) -> str | None:
+    """Why ``value`` does not fit field ``name``'s type (``None`` when it does). A number
+    field takes an int too; no number field takes a bool (TOML's ``true`` is not 1)."""
+    kinds, expected = _expected(_HINTS[name])
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        return f"{name} must be {expected}, got {type(value).__name__} {value!r}"
+    return None
 
 
 #: One line of help per field: the CLI's flags and ``--config`` files take exactly these keys.
@@ -183,6 +210,7 @@ HELP: dict[str, str] = {
     "out": "run folder: checkpoints, log, figures, metrics",
 }
 assert set(HELP) == {f.name for f in dataclasses.fields(TrainConfig)}, "every TrainConfig field needs help text"
+_HINTS = typing.get_type_hints(TrainConfig)
 
 #: What ``--resume`` may change: how long and how visibly a run goes on, not what it trains.
 RESUME_OVERRIDES = frozenset({"steps", "max_minutes", "checkpoint_every", "keep_checkpoints", "figure_every",
@@ -271,6 +299,19 @@ def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(preset=preset, **{**ORDERLESS_PRESETS[orderless][preset], **overrides})
 
 
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with each file it names (dataset, init_from, orderless_checkpoint) as an
+    absolute path, so the run can be resumed from any folder; names (a procedural dataset,
+    a shipped pretrained model) stay as they are."""
+    from lom_pyro.data.procedural import DATASETS
+
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value and value not in DATASETS and Path(value).exists() else value
+
+    return dataclasses.replace(config, dataset=absolute(config.dataset), init_from=absolute(config.init_from),
+                               orderless_checkpoint=absolute(config.orderless_checkpoint))
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The fields set in a TOML file (keys as in :class:`TrainConfig`; tables for the
     ``*_kwargs`` dicts). Unknown keys are refused, naming the file and the key."""
@@ -284,4 +325,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = set(values) - set(HELP)
     if unknown:
         raise ValueError(f"--config {path}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(HELP))}")
+    for name, value in values.items():
+        wrong = type_error(name, value)
+        if wrong:
+            raise ValueError(f"--config {path}: {wrong}")
     return values

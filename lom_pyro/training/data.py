@@ -33,9 +33,15 @@ def check_data(config: TrainConfig) -> None:
             raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE} for the procedural dataset {config.dataset!r}, "
                              f"got {config.image_size}")
         return
-    from lom_pyro.data.dataset import SceneDataset
+    from pathlib import Path
 
-    info = SceneDataset(config.dataset, split="train").info  # raises a clear error for a missing/bad file
+    from lom_pyro.data.dataset import SceneDataset
+    from lom_pyro.data.procedural import DATASETS
+
+    if not Path(config.dataset).exists():
+        raise ValueError(f"dataset {config.dataset!r}: neither a procedural dataset ({', '.join(DATASETS)}) nor an "
+                         f"existing file (an HDF5 file written by lom-pyro convert)")
+    info = SceneDataset(config.dataset, split="train").info  # raises a clear error for a bad file
     if tuple(info.image_size) != (config.image_size, config.image_size):
         raise ValueError(f"image_size={config.image_size} does not match dataset {config.dataset}, whose images are "
                          f"{info.image_size[0]}x{info.image_size[1]}")

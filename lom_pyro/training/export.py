@@ -13,13 +13,18 @@ from typing import Any
 __all__ = ["export", "configure", "run"]
 
 
-def export(checkpoint: str | Path, destination: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+def export(checkpoint: str | Path, destination: str | Path, metrics: dict[str, Any] | None = None, *,
+           overwrite: bool = False) -> Path:
     """Write the module of a training ``checkpoint`` as a pretrained file. ``info`` holds
-    the run's config, its step count and ``metrics`` (default: the run's ``metrics.json``)."""
-    from lom_pyro.checkpoint import load_checkpoint
+    the run's config, its step count and ``metrics`` (default: the run's ``metrics.json``).
+    An existing ``destination`` (a shipped model too) is replaced only with ``overwrite``."""
+    from lom_pyro.checkpoint import checkpoint_file, load_checkpoint
     from lom_pyro.models.pretrained import save_pretrained
     from lom_pyro.training.build import architecture, load_trained
 
+    if Path(destination).exists() and not overwrite:
+        raise ValueError(f"{destination} already exists; give --overwrite to replace it, or choose another name")
+    checkpoint = checkpoint_file(checkpoint)
     module, config = load_trained(str(checkpoint))
     payload = load_checkpoint(checkpoint)
     if metrics is None:
@@ -31,10 +36,12 @@ def export(checkpoint: str | Path, destination: str | Path, metrics: dict[str, A
 
 
 def configure(parser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt of a run of lom-pyro train")
+    parser.add_argument("checkpoint", help="checkpoint.pt of a run of lom-pyro train, or its run folder")
     parser.add_argument("destination", help="a name to ship inside the package (e.g. stacks32) or a .pt file")
     parser.add_argument("--metrics", metavar="FILE.json", help="metrics to record with the weights "
                         "(default: the run's metrics.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the destination if it exists "
+                        "(a shipped model too)")
 
 
 def run(args) -> int:
@@ -46,7 +53,7 @@ def run(args) -> int:
         destination = PRETRAINED_DIR / f"{args.destination}.pt"
     try:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
-        path = export(args.checkpoint, destination, metrics)
+        path = export(args.checkpoint, destination, metrics, overwrite=args.overwrite)
     except (CheckpointError, ValueError, OSError) as err:
         print(f"lom-pyro export: {err}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -37,14 +38,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lom_pyro.checkpoint import load_weights
 from lom_pyro.infer import GECO
 from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
 from lom_pyro.models.lom import LOM
 from lom_pyro.sites import OBS, ORDERLESS_OBS
 from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, copy_orderless_decoder,
                                      load_initial_weights, load_orderless, parameter_groups)
-from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig
-from lom_pyro.training.data import TrainingBatches, check_data, held_out
+from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig, with_absolute_paths
+from lom_pyro.training.data import TrainingBatches, check_data, held_out, is_procedural
+from lom_pyro.training.device import check_compile, check_device
 from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, leave, wrap
 from lom_pyro.training.log import RunLog
 from lom_pyro.training.speed import AMP_DTYPES, autocast_networks, compile_networks
@@ -121,9 +124,11 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
     started = time.perf_counter()
     bad_in_row = 0
     label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
-    bar = tqdm(range(first, steps), desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
+    bar = tqdm(desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
                disable=not (run.progress and run.ranks.main))
-    for i in bar:
+    if figures and run.ranks.main and first == 0:   # the untrained model, then one per figure_every steps done
+        _figure(run, trained, start)
+    for i in range(first, steps):
         step = start + i
         if held is not None and i >= config.lom_decoder_frozen_steps:
             held.requires_grad_(True)
@@ -161,11 +166,9 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
         # every rank must take the same decision to stop, whatever its clock or signals say
         time_up, signalled = any_rank((time.perf_counter() > deadline, run.signalled.is_set()), run.ranks)
         last = i == steps - 1 or time_up
-        if figures and run.ranks.main and (i % config.figure_every == 0 or last):
-            png = Path(config.out) / "figures" / f"step_{step:06d}.png"
-            with _own_rng():
-                run.figures(trained, png)
-            run.log.image("figures", png, step)
+        bar.update(1)
+        if figures and run.ranks.main and ((i + 1) % config.figure_every == 0 or last):
+            _figure(run, trained, step + 1)
         if config.eval_every and run.ranks.main and ((i + 1) % config.eval_every == 0 or last):
             with _own_rng():
                 metrics = run.monitor(trained)
@@ -184,6 +187,14 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
             return i + 1
     bar.close()
     return max(first, steps)  # nothing left to do: resumed at or past the end of the stage
+
+
+def _figure(run: _Run, trained: nn.Module, done: int) -> None:
+    """``figures/step_<done>.png``, named by the steps done (the checkpoint's step)."""
+    png = Path(run.config.out) / "figures" / f"step_{done:06d}.png"
+    with _own_rng():
+        run.figures(trained, png)
+    run.log.image("figures", png, done)
 
 
 def _monitor(config: TrainConfig, evaluation: dict[str, Any]):
@@ -238,10 +249,13 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     """
     from lom_pyro.assess import evaluate_module, write_figure
 
+    check_compile(config.compile, check_device(config.device))
+    check_data(config)
+    if _payload is None:
+        config = with_absolute_paths(config)   # so --resume finds them from any folder
     if config.threads:
         torch.set_num_threads(config.threads)
     pyro.enable_validation(False)  # a script: validation costs host syncs per step (docs/design.md §9)
-    check_data(config)
     ranks = join(config.device)
     if config.batch_size % ranks.world:
         raise ValueError(f"batch_size={config.batch_size} (the global batch) must divide among {ranks.world} ranks")
@@ -254,7 +268,8 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     objective.to(device)
     orderless = module.orderless if isinstance(module, LOM) else module
     if _payload is not None:
-        module.load_state_dict(_payload["model"])
+        load_weights(module, _payload["model"],
+                     f"--resume {config.out}: its checkpoint's weights do not fit the model of its own config")
         objective.load_state_dict(_payload["objective"])
     elif config.init_from:
         load_initial_weights(module, config.init_from)
@@ -307,7 +322,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     if not ranks.main:
         return {"rank": ranks.rank, "steps": steps, "orderless_steps": orderless_steps}
     seconds = time.perf_counter() - started
-    metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset)
+    metrics = evaluate_module(module, evaluation, objective.elbo, dataset=config.dataset, progress=progress)
     metrics.update(train_seconds=round(seconds, 1), steps=steps, orderless_steps=orderless_steps,
                    world_size=ranks.world)
     (folder.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -387,7 +402,10 @@ def resume(out: str | Path, progress: bool = True, *, stop_at: int | None = None
     ``steps`` to extend it), never what it trains."""
     folder = RunFolder(out)
     payload = folder.load_latest()
-    config = config_of(payload, str(folder.latest))
+    for skipped in folder.skipped:   # an older kept checkpoint stands in: say so
+        print(f"--resume {out}: skipped {skipped}; resuming from {folder.loaded_from} at step {payload.get('step')}",
+              file=sys.stderr)
+    config = config_of(payload, str(folder.loaded_from))
     changed = {k for k, v in overrides.items() if getattr(config, k, object()) != v}
     refused = sorted(changed - RESUME_OVERRIDES)
     if refused:
@@ -398,4 +416,21 @@ def resume(out: str | Path, progress: bool = True, *, stop_at: int | None = None
         raise ValueError(f"--resume {out}: its checkpoint lacks {sorted(missing)} (written by an older lom_pyro); "
                          f"start a new run from its weights instead")
     config = dataclasses.replace(config, out=str(out), **{k: overrides[k] for k in changed})
+    if not is_procedural(config.dataset) and not Path(config.dataset).is_file():
+        raise ValueError(f"--resume {out}: the run's dataset {config.dataset} is no longer there (moved or deleted); "
+                         f"put it back at that path to continue")
+    done = _finished(payload, config, folder)
+    if done is not None:
+        return {"nothing_to_do": done, "step": payload["step"]}
+    folder.remove_orphans()
     return train(config, progress, stop_at=stop_at, _payload=payload)
+
+
+def _finished(payload: dict[str, Any], config: TrainConfig, folder: RunFolder) -> str | None:
+    """Why resuming would do nothing (the run reached its steps and was evaluated), or None."""
+    if payload["stage"] != MAIN_STAGE or payload["stage_step"] < config.steps:
+        return None
+    if not (folder.path / "metrics.json").is_file():   # stopped before its final evaluation: that is left to do
+        return None
+    return (f"--resume {folder.path}: the run is finished at step {payload['step']} (steps={config.steps}) and "
+            f"evaluated; nothing to do, no file changed (give --steps above {config.steps} to train further)")

@@ -52,5 +52,11 @@ def autocast_networks(module: nn.Module, dtype: torch.dtype, device_type: str) -
 def compile_networks(module: nn.Module, **options: Any) -> None:
     """``torch.compile`` each network in place (``nn.Module.compile``; weights and
     state_dict keys unchanged)."""
+    import torch._functorch.config
+
+    # EMORL's refinement takes gradients through the decoder with retain_graph=True; once a
+    # figure (no gradients, eval mode) has recompiled it, a backward with donated buffers
+    # refuses that, and training failed at its next step (docs/benchmarks/compile_cpu.md)
+    torch._functorch.config.donated_buffer = False
     for part in network_parts(module):
         part.compile(**options)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lom_pyro.checkpoint import CheckpointError, load_checkpoint, remove_orphans, save_checkpoint
 
 __all__ = ["rng_state", "set_rng_state", "RunFolder"]
 
@@ -54,13 +54,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class RunFolder:
     """The checkpoint files of one run folder."""
 
-    #: what a run writes into its folder (``--overwrite`` removes these and nothing else)
-    OUTPUTS = (LATEST, HISTORY, "orderless.pt", "config.json", "log.jsonl", "metrics.json", "curves.json",
-               "curves.png", "eval_curves.png", "figures", "tensorboard")
+    #: what a run writes into its folder, and what ``lom-pyro evaluate`` and ``visualize``
+    #: add by default (``--overwrite`` removes these and nothing else: no output of an old
+    #: run stays beside a new one's)
+    OUTPUTS = (LATEST, f".{LATEST}.link", HISTORY, "orderless.pt", "config.json", "log.jsonl", "metrics.json",
+               "curves.json", "curves.png", "eval_curves.png", "figures", "tensorboard", "eval.json", "eval.md",
+               "s_acc_sheet.png", "visualize")
 
     def __init__(self, path: str | os.PathLike, keep: int = 2) -> None:
         self.path = Path(path)
         self.keep = keep
+        self.loaded_from: Path | None = None
+        self.skipped: list[str] = []
 
     @property
     def latest(self) -> Path:
@@ -69,6 +74,7 @@ class RunFolder:
     def save(self, payload: dict[str, Any]) -> Path:
         """Write ``payload`` as ``checkpoints/step_<step>.pt`` and make it the latest; each
         file is replaced atomically, so a kill at any moment leaves a readable latest."""
+        self.remove_orphans()
         kept = save_checkpoint(self.path / HISTORY / f"step_{payload['step']:09d}.pt", payload)
         tmp = self.path / f".{LATEST}.link"
         tmp.unlink(missing_ok=True)
@@ -81,16 +87,24 @@ class RunFolder:
             old.unlink()
         return self.latest
 
+    def remove_orphans(self) -> list[Path]:
+        """Delete the temporary files of checkpoint writes that were killed."""
+        return [*remove_orphans(self.path, LATEST), *remove_orphans(self.path / HISTORY, "step_*.pt")]
+
     def load_latest(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        """The latest checkpoint; if it cannot be read, the newest kept one that can."""
+        """The latest checkpoint; if it cannot be read, the newest kept one that can. Sets
+        :attr:`loaded_from` (that file) and :attr:`skipped` (why each newer one was not used)."""
         candidates = [self.latest, *sorted((self.path / HISTORY).glob("step_*.pt"), reverse=True)]
         errors = []
         for path in candidates:
             if path.is_file():
                 try:
-                    return load_checkpoint(path, map_location=map_location)
+                    payload = load_checkpoint(path, map_location=map_location)
                 except CheckpointError as err:
                     errors.append(str(err))
+                    continue
+                self.loaded_from, self.skipped = path, errors
+                return payload
         detail = "; ".join(errors) if errors else f"no {LATEST} and no checkpoints/step_*.pt there"
         raise CheckpointError(f"--resume {self.path}: no readable checkpoint ({detail})")
 
