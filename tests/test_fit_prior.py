@@ -9,7 +9,7 @@ from lom_pyro import LOM
 from lom_pyro.checkpoint import load_checkpoint
 from lom_pyro.cli import main
 from lom_pyro.slot_priors import MixtureDensityPrior
-from lom_pyro.training.fit_prior import novelty
+from lom_pyro.training.fit_prior import fit_slot_prior, novelty
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +42,11 @@ def test_fit_prior_writes_a_model_that_generates_with_the_fitted_prior(tmp_path,
     assert load_checkpoint(cache)["slots"].shape == (48, 6, 32)
 
 
-def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, capsys):
+@pytest.mark.parametrize("ema", [[], ["--ema", "0.9"]])
+def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, capsys, ema):
     cache = tmp_path / "cache.pt"
     whole, parts = tmp_path / "whole.pt", tmp_path / "parts.pt"
-    common = ["fit-prior", "stacks32", "--prior", "mdn", "--steps", "5", "--cache", str(cache), *SMALL]
+    common = ["fit-prior", "stacks32", "--prior", "mdn", "--steps", "5", "--cache", str(cache), *SMALL, *ema]
     assert main([*common, "--out", str(whole)]) == 0
     assert main([*common, "--out", str(parts), "--max-minutes", "0"]) == 0      # stops after one step
     assert "unfinished (1/5 steps)" in capsys.readouterr().out and not parts.exists()
@@ -58,6 +59,7 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, capsys):
     (["--held-out", "48"], "--held-out 48 must be smaller than --scenes 48"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--options", "[1]"], "--options must be a JSON object"),
+    (["--ema", "1"], "--ema 1.0 must be in [0, 1)"),
     (["--options", '{"colours": 3}'], "does not take the options"),
 ])
 def test_bad_arguments_get_one_sentence(tmp_path, capsys, flags, message):
@@ -65,6 +67,25 @@ def test_bad_arguments_get_one_sentence(tmp_path, capsys, flags, message):
     assert main(["fit-prior", "stacks32", "--prior", "mdn", "--out", str(out), *SMALL, "--steps", "2", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_the_moving_average_is_of_the_weights_before_and_after_each_step():
+    torch.manual_seed(0)
+    cache = {"scene_loc": torch.randn(64, 3), "scene_scale": torch.full((64, 3), 0.1), "slots": torch.randn(64, 2, 4)}
+    index = torch.arange(64)
+
+    def fitted(ema):
+        torch.manual_seed(1)
+        prior = MixtureDensityPrior(2, 4, 3, components=2, hidden=8, layers=1)
+        start = {k: v.clone() for k, v in prior.state_dict().items()}
+        fit_slot_prior(prior, cache, index, index[:8], steps=1, batch_size=16, ema=ema, progress=False)
+        return start, prior.state_dict()
+
+    start, last = fitted(0.0)
+    _, averaged = fitted(0.25)   # one step: 0.25 · the start + 0.75 · the weights after it
+    assert any(not torch.equal(start[k], last[k]) for k in start)
+    for k in start:
+        torch.testing.assert_close(averaged[k], 0.25 * start[k] + 0.75 * last[k])
 
 
 def test_novelty_separates_copies_from_new_scenes():

@@ -20,6 +20,7 @@ held-out scene).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -67,6 +68,21 @@ def _batch(cache: dict[str, Tensor], index: Tensor, batch_size: int) -> tuple[Te
     return loc + scale * torch.randn_like(loc), cache["slots"][chunk]
 
 
+@contextlib.contextmanager
+def _weights(params: dict[str, Tensor], values: dict[str, Tensor]):
+    """``params`` hold ``values`` inside the block, their own values again after it."""
+    kept = {n: params[n].detach().clone() for n in values}
+    with torch.no_grad():
+        for n, v in values.items():
+            params[n].copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for n, v in kept.items():
+                params[n].copy_(v)
+
+
 @torch.no_grad()
 def held_out_loss(prior: nn.Module, cache: dict[str, Tensor], index: Tensor) -> float:
     """The prior's fit loss on held-out scenes at their posterior-mean scene latents (a
@@ -80,9 +96,11 @@ def held_out_loss(prior: nn.Module, cache: dict[str, Tensor], index: Tensor) -> 
 def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor, held_index: Tensor, *,
                    steps: int, batch_size: int = 256, lr: float = 1e-3, state_path: str | Path | None = None,
                    state_key: dict[str, Any] | None = None, max_minutes: float | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   ema: float = 0.0, progress: bool = True) -> dict[str, Any]:
     """Minimise ``prior.fit_loss`` with Adam (learning rate decayed along a cosine to a tenth)
     over ``steps`` batches; resume from ``state_path`` if it holds a fit with ``state_key``.
+    With ``ema`` > 0 the prior ends with (and the held-out loss is of) an exponential moving
+    average of its weights with that decay, as diffusion models are usually sampled.
 
     :return: steps done, seconds, the last training loss and the held-out loss curve.
     """
@@ -92,6 +110,10 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
     optimiser = torch.optim.Adam(prior.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"--ema {ema} must be in [0, 1)")
+    trained = {n: p for n, p in prior.named_parameters() if p.requires_grad}
+    averaged = {n: p.detach().clone() for n, p in trained.items()} if ema else {}
     step, curve, seconds = 0, [], 0.0
     if state_path is not None and Path(state_path).is_file():
         state = load_checkpoint(state_path)
@@ -102,6 +124,7 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         step, curve, seconds = int(state["step"]), list(state["curve"]), float(state["seconds"])
+        averaged = dict(state.get("ema", averaged))
         set_rng_state(state["rng"])
         if progress:
             print(f"resumed the fit at step {step} from {state_path}", file=sys.stderr)
@@ -110,7 +133,8 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
         if state_path is not None:
             save_checkpoint(state_path, {"key": state_key, "prior": prior.state_dict(), "step": step,
                                          "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-                                         "curve": curve, "seconds": seconds, "rng": rng_state()})
+                                         "curve": curve, "seconds": seconds, "rng": rng_state(),
+                                         **({"ema": averaged} if averaged else {})})
 
     started, loss = time.monotonic() - seconds, float("nan")
     prior.train()
@@ -122,11 +146,16 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
         nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         optimiser.step()
         schedule.step()
+        with torch.no_grad():
+            for name, mean in averaged.items():
+                mean.lerp_(trained[name].detach(), 1.0 - ema)
         step, loss = step + 1, float(value.detach())
         seconds = time.monotonic() - started
         if step % REPORT_EVERY == 0 or step == steps:
             prior.eval()
-            curve.append({"step": step, "train_loss": loss, "held_out_loss": held_out_loss(prior, cache, held_index)})
+            with _weights(trained, averaged):
+                curve.append({"step": step, "train_loss": loss,
+                              "held_out_loss": held_out_loss(prior, cache, held_index)})
             prior.train()
             if progress:
                 print(f"step {step}/{steps}  loss {loss:.4f}  held-out {curve[-1]['held_out_loss']:.4f}  "
@@ -139,6 +168,10 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
                 print(f"stopped after {max_minutes} minutes at step {step}; rerun to resume", file=sys.stderr)
             break
     prior.eval()
+    if step >= steps:
+        with torch.no_grad():
+            for name, value in averaged.items():
+                trained[name].copy_(value)
     return {"steps_done": step, "seconds": round(seconds, 1), "train_loss": loss, "curve": curve}
 
 
@@ -217,6 +250,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "scenes, else write it there")
     parser.add_argument("--state", metavar="FILE", help="the fit's resumable state (default: OUT with .state.pt)")
     parser.add_argument("--report-samples", type=int, default=500, help="samples per temperature in the report")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="end with a moving average of the prior's weights with this decay (0: the last weights)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
@@ -229,6 +264,8 @@ def _check(args: argparse.Namespace) -> Path:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.held_out >= args.scenes:
         raise ValueError(f"--held-out {args.held_out} must be smaller than --scenes {args.scenes}")
+    if not 0.0 <= args.ema < 1.0:
+        raise ValueError(f"--ema {args.ema} must be in [0, 1): the weight an old average keeps each step")
     if not isinstance(args.options, dict):
         raise ValueError(f"--options must be a JSON object, got {args.options!r}")
     out = Path(args.out) if Path(args.out).suffix == ".pt" else PRETRAINED_DIR / f"{args.out}.pt"
@@ -269,11 +306,12 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     if out.exists() and state_path.exists():   # --overwrite of a finished fit: fit anew
         state_path.unlink()
     key = {"source": str(args.source), "prior": args.prior, "options": args.options, "scenes": args.scenes,
-           "held_out": args.held_out, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+           "held_out": args.held_out, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+           **({"ema": args.ema} if args.ema else {})}   # absent when off, so fits stored before it still resume
     torch.manual_seed(args.seed + 1)   # the fit draws the same batches whether the cache was read or made
     fitting = fit_slot_prior(prior, device_cache, fit_index.to(args.device), held_index.to(args.device),
                              steps=args.steps, batch_size=args.batch_size, lr=args.lr, state_path=state_path,
-                             state_key=key, max_minutes=args.max_minutes)
+                             state_key=key, max_minutes=args.max_minutes, ema=args.ema)
     if fitting["steps_done"] < args.steps:
         return state_path, {"unfinished": fitting}
     lom.use_slot_prior(prior)
@@ -290,7 +328,7 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
                           args.report_samples)
     record = {"prior": args.prior, "options": args.options, "source": str(args.source), "scenes": args.scenes,
               "held_out": args.held_out, "cache_seed": CACHE_SEED, "cache_seconds": round(cache_seconds, 1),
-              "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+              "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
               "alignment": "held fixed: the source LOM's own prior (the fitted prior's reference)",
               "fit": fitting, "report": report}
     architecture = Architecture(**{**arch, "fitted_slot_prior": {"name": args.prior, "options": args.options}})
