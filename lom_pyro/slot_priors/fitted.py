@@ -27,8 +27,6 @@ class FittedSlotPrior(nn.Module):
         super().__init__()
         self.num_slots, self.slot_dim, self.scene_dim = int(num_slots), int(slot_dim), int(scene_dim)
         self.reference = reference
-        if reference is not None:   # the alignment is held fixed: fitting never moves the reference
-            reference.requires_grad_(False)
         self.register_buffer("shift", torch.zeros(num_slots, slot_dim))
         self.register_buffer("spread", torch.ones(num_slots, slot_dim))
 

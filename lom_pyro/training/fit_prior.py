@@ -112,7 +112,8 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
         optimiser, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, steps) / steps)))
     if not 0.0 <= ema < 1.0:
         raise ValueError(f"--ema {ema} must be in [0, 1)")
-    trained = {n: p for n, p in prior.named_parameters() if p.requires_grad}
+    # the reference is not fitted (fit_loss never reads it), so it is not averaged either
+    trained = {n: p for n, p in prior.named_parameters() if p.requires_grad and not n.startswith("reference.")}
     averaged = {n: p.detach().clone() for n, p in trained.items()} if ema else {}
     step, curve, seconds = 0, [], 0.0
     if state_path is not None and Path(state_path).is_file():
