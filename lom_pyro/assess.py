@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from lom_pyro.models.lom import LOM
 from lom_pyro.models.programs import programs
+from lom_pyro.ops import compose
 
 __all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write_figure", "unit_frame",
            "sample_images", "reconstructions", "s_acc_of_samples"]
@@ -77,8 +78,7 @@ def sample_images(module: nn.Module, n: int, temperature: float = 0.8) -> tuple[
         ref = next(module.parameters())
         z = temperature * torch.randn(n, module.num_slots, module.slot_dim, device=ref.device, dtype=ref.dtype)
         rgb, logits = module.decode(z)
-        masks = logits.softmax(dim=1)
-        images = (masks * rgb).sum(1)
+        images, masks = compose(rgb, logits)
     return unit_frame(module, images), masks.squeeze(2)
 
 
@@ -94,8 +94,8 @@ def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
     with poutine.block():
         posterior = orderless.guide(x, make_plates(x.shape[0], orderless.num_slots))
     rgb, logits = orderless.decode(posterior.loc)
-    masks = logits.softmax(dim=1)
-    out = {"orderless": (unit_frame(module, (masks * rgb).sum(1)), masks.squeeze(2))}
+    image, masks = compose(rgb, logits)
+    out = {"orderless": (unit_frame(module, image), masks.squeeze(2))}
     if isinstance(module, LOM):
         lom = module.reconstruct(x)
         out["lom"] = (unit_frame(module, lom.images), lom.masks.squeeze(2))

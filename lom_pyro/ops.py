@@ -8,7 +8,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["pairwise_sq_dist", "greedy_match", "hungarian_match", "permute_slots", "slerp"]
+__all__ = ["compose", "pairwise_sq_dist", "greedy_match", "hungarian_match", "permute_slots", "slerp"]
+
+
+def compose(rgb: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """The scene a set of decoded slots shows: masks, the softmax of ``logits (N, K, 1, H, W)``
+    over the K slots, and the image, each pixel the mask-weighted mean of the slots'
+    ``rgb (N, K, C, H, W)``. :return: ``(image (N, C, H, W), masks (N, K, 1, H, W))``."""
+    masks = logits.softmax(dim=1)
+    return (masks * rgb).sum(1), masks
 
 
 def pairwise_sq_dist(a: Tensor, b: Tensor) -> Tensor:

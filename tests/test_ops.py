@@ -1,11 +1,11 @@
 """permute_slots: what it computes, its inverse, and how two permutations compose (the rule
-align uses to record a composed permutation)."""
+align uses to record a composed permutation); compose, the mask composite every decoder shares."""
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lom_pyro.ops import permute_slots
+from lom_pyro.ops import compose, permute_slots
 
 #: batch B, slots K, trailing shape (0–2 extra dims) and a seed
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 7), st.lists(st.integers(1, 3), max_size=2),
@@ -43,3 +43,20 @@ def test_two_permutations_compose_by_gather(shape):
     assert torch.equal(permute_slots(permute_slots(x, first), second),
                        permute_slots(x, torch.gather(first, -1, second)))
     assert torch.equal(permute_slots(x, torch.arange(k).expand(b, k)), x)   # the identity
+
+
+@settings(max_examples=60)
+@given(shapes)
+def test_compose_mixes_each_pixel_inside_the_slots_colours_and_ignores_slot_order(shape):
+    b, k, _, seed = shape
+    g = torch.Generator().manual_seed(seed)
+    rgb, logits = torch.rand(b, k, 3, 4, 5, generator=g), 3 * torch.randn(b, k, 1, 4, 5, generator=g)
+    image, masks = compose(rgb, logits)
+    assert image.shape == (b, 3, 4, 5) and masks.shape == (b, k, 1, 4, 5)
+    torch.testing.assert_close(masks.sum(1), torch.ones(b, 1, 4, 5))
+    assert (image >= rgb.min(1).values - 1e-6).all() and (image <= rgb.max(1).values + 1e-6).all()
+    perm = _perms(b, k, g)
+    torch.testing.assert_close(compose(permute_slots(rgb, perm), permute_slots(logits, perm))[0], image)
+    # one slot's logit far above the rest: the image is that slot's colour
+    logits[:, 0] = 1e4
+    torch.testing.assert_close(compose(rgb, logits)[0], rgb[:, 0])

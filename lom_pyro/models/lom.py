@@ -28,7 +28,7 @@ from lom_pyro.models.inputs import check_images
 from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
 from lom_pyro.nn.recurrent import LSTMChain
 from lom_pyro.nn.relation import RelationEncoder
-from lom_pyro.ops import slerp
+from lom_pyro.ops import compose, slerp
 from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
 from lom_pyro.priors import as_scene_prior
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
@@ -363,8 +363,8 @@ class LOM(PyroModule):
         """Decode ordered slots ``z (N, K, Dz)`` into images, masks and components; ``s``
         is carried along as the scene latent they came from (if any)."""
         rgb, logits = self.decode(z)
-        masks = torch.softmax(logits, dim=1)
-        return Generated(images=(masks * rgb).sum(1), masks=masks, components=rgb, s=s, z=z)
+        images, masks = compose(rgb, logits)
+        return Generated(images=images, masks=masks, components=rgb, s=s, z=z)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.8) -> Generated:

@@ -79,6 +79,7 @@ from lom_pyro.nn.decoders import SpatialBroadcastDecoder
 from lom_pyro.nn.encoders import ConvTokenEncoder
 from lom_pyro.nn.refinement import RefinementNetwork
 from lom_pyro.nn.slot_attention import StochasticSlotAttention, softplus_to_std
+from lom_pyro.ops import compose
 from lom_pyro.orderless.base import (Plates, SlotPosterior, check_images, check_positive_integers, make_plates,
                                      size_overrides)
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
@@ -540,8 +541,7 @@ class EMORL(PyroModule):
             post = self.guide(x, make_plates(x.shape[0], self.num_slots))
         self._decoded.clear()
         rgb, logits = self.decoder(post.loc)
-        masks = logits.softmax(dim=1)
-        image = (masks * rgb).sum(1)
+        image, masks = compose(rgb, logits)
         if self.target_range == "unit":
             rgb, image = 2.0 * rgb - 1.0, 2.0 * image - 1.0
         return {"image": image, "rgb": rgb, "masks": masks, "slots": post.loc}

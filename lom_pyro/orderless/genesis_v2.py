@@ -52,6 +52,7 @@ from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
 from lom_pyro.nn.decoders import BroadcastDeconvDecoder
 from lom_pyro.nn.icsbp import KERNELS, InstanceColouringSBP
 from lom_pyro.nn.unet import ConvGNReLU, UNet
+from lom_pyro.ops import compose
 from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, check_positive_integers, size_overrides
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
@@ -223,8 +224,7 @@ class GenesisV2(PyroModule):
         with poutine.block():
             loc, _, log_masks = self.encode(x)
         rgb, logits = self.decoder(loc)
-        masks = logits.softmax(dim=1)
-        image = (masks * rgb).sum(1)
+        image, masks = compose(rgb, logits)
         return {"image": 2.0 * image - 1.0, "rgb": 2.0 * rgb - 1.0, "masks": masks, "attention": log_masks.exp(),
                 "slots": loc}
 
