@@ -69,7 +69,7 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
     assert metrics["steps"] == 2
 
 
-@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar"])
+@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion"])
 def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name):
     from lom_pyro.assess import decomposition_metrics
     from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
@@ -86,3 +86,26 @@ def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name)
     # the same model on 32 of the 500 scenes it was measured on: ordered ARI-FG within noise of the record
     assert measured["ari_fg_lom"] > recorded - 0.1 and recorded >= 0.85
     assert lom.sample(4, temperature=0.8).images.shape == (4, 3, 32, 32)
+
+
+def test_the_default_model_generates_through_s_with_a_diffusion_prior_fitted_to_stacks32_ar():
+    from lom_pyro.slot_priors import DiffusionPrior
+
+    lom, source = LOM.from_pretrained(), LOM.from_pretrained("stacks32_ar")
+    assert isinstance(lom.slot_prior, DiffusionPrior)
+    fit = lom.pretrained_info["slot_prior_fit"]
+    assert fit["source"] == "stacks32_ar" and fit["prior"] == "diffusion"
+    # everything but generation is stacks32_ar's: encoder, decoder and the reference the guide aligns to
+    mine = lom.state_dict()
+    for key, value in source.state_dict().items():
+        moved = key.replace("slot_prior.", "slot_prior.reference.", 1)
+        assert torch.equal(mine[moved], value), key
+    torch.manual_seed(0)
+    out = lom.sample(3, temperature=0.8)
+    assert out.images.shape == (3, 3, 32, 32) and out.s.shape == (3, lom.scene_dim)
+    # the slots depend on s: the same noise under another scene latent gives other slots
+    torch.manual_seed(1)
+    a = lom.slot_prior.sample(torch.zeros(2, lom.scene_dim), 0.8)
+    torch.manual_seed(1)
+    b = lom.slot_prior.sample(torch.full((2, lom.scene_dim), 2.0), 0.8)
+    assert not torch.allclose(a, b)

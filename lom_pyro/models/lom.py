@@ -221,10 +221,12 @@ class LOM(PyroModule):
         self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "stacks32", device: str = "cpu") -> LOM:
+    def from_pretrained(cls, name_or_path: str = "stacks32_diffusion", device: str = "cpu") -> LOM:
         """A trained LOM shipped with the package (``lom_pyro.models.pretrained.available()``)
-        or from a file written by ``lom-pyro export``; in eval mode. Its training config,
-        step count and metrics are in ``lom.pretrained_info``."""
+        or from a file written by ``lom-pyro export`` or ``lom-pyro fit-prior``; in eval mode.
+        Its training config, step count and metrics are in ``lom.pretrained_info``. The
+        default, ``stacks32_diffusion``, is ``stacks32_ar`` generating with a diffusion slot
+        prior fitted to its aggregate posterior (its sharpest samples)."""
         from lom_pyro.models.pretrained import load_pretrained
 
         module, info = load_pretrained(name_or_path, device)
