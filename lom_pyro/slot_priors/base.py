@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from pyro.distributions import TorchDistribution
 from torch import Tensor
+from torch.distributions import constraints
 
-__all__ = ["SlotPrior", "check_slot_prior"]
+__all__ = ["SlotPrior", "SlotSetDistribution", "check_slot_prior"]
+
+_NO_SHAPE = torch.Size()
 
 
 @runtime_checkable
@@ -46,3 +50,32 @@ def check_slot_prior(prior: object, num_slots: int, slot_dim: int, scene_dim: in
         raise ValueError(f"slot_prior has (num_slots, slot_dim, scene_dim) = {got}, the LOM needs "
                          f"{(num_slots, slot_dim, scene_dim)}")
     return prior
+
+
+class SlotSetDistribution(TorchDistribution):
+    """A prior whose slots are not independent, as one site over all K slots: batch
+    ``(B, K)``, event ``(Dz,)``, so it sits in the slots plate like the paper's prior (the
+    plate only shapes the site). A draw is ``prior.sample(s, τ)``, one per scene; it is not
+    broadcast. Subclasses give ``log_prob``."""
+
+    arg_constraints = {}
+    support = constraints.real_vector
+
+    def __init__(self, prior, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
+        self.prior, self.s, self.temperature = prior, s, float(temperature)
+        super().__init__(torch.Size([s.shape[0], prior.num_slots]), torch.Size([prior.slot_dim]),
+                         validate_args=validate_args)
+
+    def _one_per_scene(self, sample_shape: torch.Size) -> None:
+        if sample_shape:
+            raise NotImplementedError(f"{type(self).__name__} draws one sample per scene")
+
+    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        self._one_per_scene(sample_shape)
+        with torch.no_grad():
+            return self.prior.sample(self.s, self.temperature)
+
+    def expand(self, batch_shape, _instance=None):
+        if tuple(batch_shape) != tuple(self.batch_shape):
+            raise NotImplementedError(f"{type(self).__name__} cannot be broadcast to {tuple(batch_shape)}")
+        return self

@@ -15,13 +15,11 @@ import math
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
-from torch.distributions import constraints
 
+from lom_pyro.slot_priors.base import SlotSetDistribution
 from lom_pyro.slot_priors.fitted import FittedSlotPrior
 
 __all__ = ["DiffusionPrior", "NoDensity"]
-
-_NO_SHAPE = torch.Size()
 
 
 class _ResidualBlock(nn.Module):
@@ -94,31 +92,12 @@ class DiffusionPrior(FittedSlotPrior):
         return NoDensity(self, s, temperature)
 
 
-class NoDensity(TorchDistribution):
-    """A prior that can only be sampled, as a site: batch ``(B, K)``, event ``(Dz,)``;
-    ``log_prob`` refuses in one sentence."""
+class NoDensity(SlotSetDistribution):
+    """A prior that can only be sampled, as a site; ``log_prob`` refuses in one sentence."""
 
-    arg_constraints = {}
-    support = constraints.real_vector
     has_rsample = False
-
-    def __init__(self, prior: DiffusionPrior, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
-        self.prior, self.s, self.temperature = prior, s, float(temperature)
-        super().__init__(torch.Size([s.shape[0], prior.num_slots]), torch.Size([prior.slot_dim]),
-                         validate_args=validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self.prior).__name__} has no tractable density: it generates, but a LOM "
                                   "with it cannot be trained or scored by an ELBO (use its reference prior or "
                                   "MixtureDensityPrior for that)")
-
-    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
-        if sample_shape:
-            raise NotImplementedError(f"{type(self).__name__} draws one sample per scene")
-        with torch.no_grad():
-            return self.prior.sample(self.s, self.temperature)
-
-    def expand(self, batch_shape, _instance=None):
-        if tuple(batch_shape) != tuple(self.batch_shape):
-            raise NotImplementedError(f"{type(self).__name__} cannot be broadcast to {tuple(batch_shape)}")
-        return self

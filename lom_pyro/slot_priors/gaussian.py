@@ -15,11 +15,11 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
-from torch.distributions import constraints
 from torch.nn import functional as F
 
 from lom_pyro.nn.attention import CausalTransformer, xavier_init
 from lom_pyro.nn.recurrent import LSTMChain
+from lom_pyro.slot_priors.base import SlotSetDistribution
 
 __all__ = ["ChainPrior", "AutoregressivePrior", "AutoregressiveSlots", "MIN_SCALE"]
 
@@ -119,25 +119,16 @@ class AutoregressivePrior(_GaussianHeads):
         return self.rollout(s, temperature)[0]
 
 
-class AutoregressiveSlots(TorchDistribution):
+class AutoregressiveSlots(SlotSetDistribution):
     """``Π_k p(z_k | s, z_{<k})`` as one site over all K slots.
 
-    Batch shape ``(B, K)``, event ``(Dz,)``, so it sits in the slots plate like the paper's
-    prior; the slots are not independent, so the plate here only shapes the site.
     ``log_prob(z)`` feeds ``z``'s own earlier slots (teacher forcing); ``rsample`` rolls the
     prior out; :meth:`conditional` is the Gaussian of every slot given the earlier ones of
     ``z``, from which :class:`~lom_pyro.infer.LOMELBO` takes the slot KL in closed form,
     ``Σ_k KL(q(z_k) ‖ p(z_k | s, z_{<k}))`` at the guide's sample (SRI's estimator).
     """
 
-    arg_constraints = {}
-    support = constraints.real_vector
     has_rsample = True
-
-    def __init__(self, prior: AutoregressivePrior, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
-        self.prior, self.s, self.temperature = prior, s, float(temperature)
-        super().__init__(torch.Size([s.shape[0], prior.num_slots]), torch.Size([prior.slot_dim]),
-                         validate_args=validate_args)
 
     def conditional(self, value: Tensor):
         """``p(z_k | s, value_{<k})`` for every k: ``Normal`` with batch ``(B, K)``, event ``(Dz,)``."""
@@ -148,11 +139,9 @@ class AutoregressiveSlots(TorchDistribution):
         return self.conditional(value).log_prob(value)
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
-        if sample_shape:
-            raise NotImplementedError("AutoregressiveSlots draws one sample per scene")
+        self._one_per_scene(sample_shape)
         return self.prior.rollout(self.s, self.temperature)[0]
 
-    def expand(self, batch_shape, _instance=None):
-        if tuple(batch_shape) != tuple(self.batch_shape):
-            raise NotImplementedError(f"AutoregressiveSlots cannot be broadcast to {tuple(batch_shape)}")
-        return self
+    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)

@@ -13,14 +13,13 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
-from torch.distributions import constraints
 from torch.nn import functional as F
 
+from lom_pyro.slot_priors.base import SlotSetDistribution
 from lom_pyro.slot_priors.fitted import FittedSlotPrior
 
 __all__ = ["MixtureDensityPrior", "MixtureDensitySlots"]
 
-_NO_SHAPE = torch.Size()
 
 
 class MixtureDensityPrior(FittedSlotPrior):
@@ -87,31 +86,16 @@ class MixtureDensityPrior(FittedSlotPrior):
         return MixtureDensitySlots(self, s, temperature)
 
 
-class MixtureDensitySlots(TorchDistribution):
-    """The prior as one site over all K slots: batch ``(B, K)``, event ``(Dz,)``;
-    ``log_prob`` is each slot's density given the earlier slots of the value."""
+class MixtureDensitySlots(SlotSetDistribution):
+    """The prior as one site over all K slots; ``log_prob`` is each slot's density given the
+    earlier slots of the value."""
 
-    arg_constraints = {}
-    support = constraints.real_vector
     has_rsample = False
 
     def __init__(self, prior: MixtureDensityPrior, s: Tensor, temperature: float = 1.0, validate_args=None) -> None:
-        self.prior, self.s, self.temperature = prior, s, max(float(temperature), 1e-6)
-        super().__init__(torch.Size([s.shape[0], prior.num_slots]), torch.Size([prior.slot_dim]),
-                         validate_args=validate_args)
+        super().__init__(prior, s, max(float(temperature), 1e-6), validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
         return self.prior.log_prob_slots(self.s, value, self.temperature)
-
-    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
-        if sample_shape:
-            raise NotImplementedError("MixtureDensitySlots draws one sample per scene")
-        with torch.no_grad():
-            return self.prior.sample(self.s, self.temperature)
-
-    def expand(self, batch_shape, _instance=None):
-        if tuple(batch_shape) != tuple(self.batch_shape):
-            raise NotImplementedError(f"MixtureDensitySlots cannot be broadcast to {tuple(batch_shape)}")
-        return self
 
 
