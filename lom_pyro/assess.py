@@ -134,11 +134,10 @@ def evaluate_module(module: nn.Module, evaluation: dict[str, Any], elbo, dataset
         metrics["test_lom_kl_per_image"] = kl                      # the paper's test KL
         metrics["test_lom_elbo_per_image"] = per_site[f"loglik/{LOM.OBS}"] - kl
     if dataset == "stacks":
-        from lom_pyro.metrics.structure import JUDGES
+        from lom_pyro.metrics.structure import s_acc_by_judge
 
-        for judge, flags in JUDGES.items():
-            key = "structure_accuracy_data" + ("" if judge == "sharp" else f"_{judge}")
-            metrics[key] = float(flags(((images + 1) / 2).cpu(), value_range=(0.0, 1.0)).mean())
+        for judge, value in s_acc_by_judge(((images + 1) / 2).cpu(), value_range=(0.0, 1.0)).items():
+            metrics["structure_accuracy_data" + ("" if judge == "sharp" else f"_{judge}")] = value
         metrics["sample_temperature"] = temperature
     return metrics
 
@@ -155,7 +154,7 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
     real stacks fail a judge cannot draw samples that pass it, so the latter bound the former.
     The periodic check during training and :func:`evaluate_module` both use it."""
     from lom_pyro.metrics.ari import ari_fg
-    from lom_pyro.metrics.structure import JUDGES
+    from lom_pyro.metrics.structure import JUDGES, s_acc_by_judge
 
     device = next(module.parameters()).device
     images, true_masks = evaluation["images"], evaluation["masks"]
@@ -179,9 +178,8 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
             for name, flags in structured.items():
                 metrics[f"structure_accuracy_recon_{name}"] = float(np.concatenate(flags).mean())
             samples, _ = sample_images(module, images.shape[0], temperature)
-            for judge, flags in JUDGES.items():
-                key = "structure_accuracy_samples" + ("" if judge == "sharp" else f"_{judge}")
-                metrics[key] = float(flags(samples.cpu(), value_range=(0.0, 1.0)).mean())
+            for judge, value in s_acc_by_judge(samples.cpu(), value_range=(0.0, 1.0)).items():
+                metrics["structure_accuracy_samples" + ("" if judge == "sharp" else f"_{judge}")] = value
     return metrics
 
 

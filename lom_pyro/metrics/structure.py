@@ -97,9 +97,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["JUDGES", "StackAnalysis", "TouchingCriterion", "analyse_stack", "analyse_touching", "sharp_flags",
-           "stack_is_structured", "structure_accuracy", "structure_flags", "structure_report", "touching_flags",
-           "wilson_interval"]
+__all__ = ["JUDGES", "StackAnalysis", "TouchingCriterion", "analyse_stack", "analyse_touching", "s_acc_by_judge",
+           "sharp_flags", "stack_is_structured", "structure_accuracy", "structure_flags", "structure_report",
+           "touching_flags", "wilson_interval"]
 
 _FG = 0.15  # foreground: distance to the wall-floor colour segment
 _FLAT = 0.05  # rows of one band lie within this of the band colour
@@ -543,6 +543,11 @@ def structure_accuracy(images: Any, value_range: tuple[float, float] | None = No
 
 #: the pixel judges by name, in the order reports list them
 JUDGES = {"touching": touching_flags, "sharp": sharp_flags}
+
+
+def s_acc_by_judge(images: Any, value_range: tuple[float, float] | None = None) -> dict[str, float]:
+    """The fraction of ``images`` each judge passes: ``{"touching": …, "sharp": …}``."""
+    return {name: float(judge(images, value_range).mean()) for name, judge in JUDGES.items()}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

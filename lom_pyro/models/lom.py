@@ -32,7 +32,8 @@ from lom_pyro.ops import compose, slerp
 from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
 from lom_pyro.priors import as_scene_prior
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
-from lom_pyro.slot_priors import AutoregressivePrior, AutoregressiveSlots, ChainPrior, SlotPrior, check_slot_prior
+from lom_pyro.slot_priors import (AutoregressivePrior, AutoregressiveSlots, ChainPrior, SlotPrior, check_slot_prior,
+                                  slot_prior_name, trained_prior)
 from lom_pyro.slot_priors.gaussian import MIN_SCALE
 
 __all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots", "VARIANTS"]
@@ -207,10 +208,10 @@ class LOM(PyroModule):
         self.scene_loc = nn.Linear(scene_dim, scene_dim)
         self.scene_scale = nn.Linear(scene_dim, scene_dim)
         if share_prior_and_scale_nets:
-            kind = {ChainPrior: "transformer", AutoregressivePrior: "lstm"}.get(type(self.slot_prior))
+            kind = slot_prior_name(self.slot_prior)
             if networks["scale_net"] != kind:
                 raise ValueError("share_prior_and_scale_nets needs scale_net and slot_prior of one kind, got "
-                                 f"{networks['scale_net']!r} and {kind or type(self.slot_prior).__name__!r}")
+                                 f"{networks['scale_net']!r} and {kind!r}")
             self.scale_net = self.slot_prior.net
         else:
             self.scale_net = (CausalTransformer(scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
@@ -243,8 +244,7 @@ class LOM(PyroModule):
 
     def _gaussian_prior(self):
         """The Gaussian prior the LOM was trained with: its own, or a fitted prior's reference."""
-        prior = getattr(self.slot_prior, "reference", None)
-        prior = self.slot_prior if prior is None else prior
+        prior = trained_prior(self.slot_prior)
         if not hasattr(prior, "loc_scale_given"):
             raise ValueError(f"the slot prior {type(prior).__name__} has no Gaussian loc and scale")
         return prior

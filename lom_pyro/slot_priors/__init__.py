@@ -16,13 +16,13 @@ from torch import nn
 
 from lom_pyro.slot_priors.base import SlotPrior, check_slot_prior
 from lom_pyro.slot_priors.diffusion import DiffusionPrior
-from lom_pyro.slot_priors.fitted import FittedSlotPrior
+from lom_pyro.slot_priors.fitted import FittedSlotPrior, trained_prior
 from lom_pyro.slot_priors.gaussian import AutoregressivePrior, AutoregressiveSlots, ChainPrior
 from lom_pyro.slot_priors.mixture_density import MixtureDensityPrior
 
 __all__ = ["SlotPrior", "ChainPrior", "AutoregressivePrior", "AutoregressiveSlots", "MixtureDensityPrior",
            "DiffusionPrior", "FittedSlotPrior", "SLOT_PRIORS", "FITTED_PRIORS", "register_slot_prior",
-           "build_slot_prior", "check_slot_prior", "slot_prior_name"]
+           "build_slot_prior", "check_slot_prior", "slot_prior_name", "trained_prior"]
 
 #: name → class, for the command line and config files (``"transformer"`` is the paper's
 #: chain, named as ``LOM(slot_prior=...)`` names it)

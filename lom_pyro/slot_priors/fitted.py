@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FittedSlotPrior"]
+__all__ = ["FittedSlotPrior", "trained_prior"]
 
 
 class FittedSlotPrior(nn.Module):
@@ -50,3 +50,9 @@ class FittedSlotPrior(nn.Module):
     def fit_loss(self, s: Tensor, z: Tensor) -> Tensor:
         """The mean loss of one batch of cached scenes ``s (B, Ds)`` and slots ``z (B, K, Dz)``."""
         raise NotImplementedError
+
+
+def trained_prior(prior: nn.Module) -> nn.Module:
+    """The prior a LOM with ``prior`` was trained with: a fitted prior's reference, else ``prior``."""
+    reference = getattr(prior, "reference", None)
+    return prior if reference is None else reference

@@ -141,7 +141,3 @@ class AutoregressiveSlots(SlotSetDistribution):
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         self._one_per_scene(sample_shape)
         return self.prior.rollout(self.s, self.temperature)[0]
-
-    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)

@@ -68,19 +68,27 @@ def _batch(cache: dict[str, Tensor], index: Tensor, batch_size: int) -> tuple[Te
     return loc + scale * torch.randn_like(loc), cache["slots"][chunk]
 
 
+def check_ema(decay: float) -> None:
+    """A moving average's decay is in [0, 1); one sentence otherwise."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"--ema {decay} must be in [0, 1): the weight an old average keeps each step")
+
+
+@torch.no_grad()
+def _assign(params: dict[str, Tensor], values: dict[str, Tensor]) -> None:
+    for name, value in values.items():
+        params[name].copy_(value)
+
+
 @contextlib.contextmanager
 def _weights(params: dict[str, Tensor], values: dict[str, Tensor]):
     """``params`` hold ``values`` inside the block, their own values again after it."""
     kept = {n: params[n].detach().clone() for n in values}
-    with torch.no_grad():
-        for n, v in values.items():
-            params[n].copy_(v)
+    _assign(params, values)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for n, v in kept.items():
-                params[n].copy_(v)
+        _assign(params, kept)
 
 
 @torch.no_grad()
@@ -110,8 +118,7 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
     optimiser = torch.optim.Adam(prior.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, steps) / steps)))
-    if not 0.0 <= ema < 1.0:
-        raise ValueError(f"--ema {ema} must be in [0, 1)")
+    check_ema(ema)
     # the reference is not fitted (fit_loss never reads it), so it is not averaged either
     trained = {n: p for n, p in prior.named_parameters() if p.requires_grad and not n.startswith("reference.")}
     averaged = {n: p.detach().clone() for n, p in trained.items()} if ema else {}
@@ -170,9 +177,7 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
             break
     prior.eval()
     if step >= steps:
-        with torch.no_grad():
-            for name, value in averaged.items():
-                trained[name].copy_(value)
+        _assign(trained, averaged)
     return {"steps_done": step, "seconds": round(seconds, 1), "train_loss": loss, "curve": curve}
 
 
@@ -199,13 +204,12 @@ def prior_report(lom: nn.Module, cache: dict[str, Tensor], fit_index: Tensor, he
     ceiling (the held-out scenes' decoded posterior means), novelty at the temperature
     nearest 0.8, and, where the prior has a density, the held-out log-density of the slots."""
     from lom_pyro.assess import EVAL_SEED, evaluation_mode, unit_frame
-    from lom_pyro.metrics.structure import JUDGES
+    from lom_pyro.metrics.structure import s_acc_by_judge
 
     device = next(lom.parameters()).device
 
     def judged(images: Tensor) -> dict[str, float]:
-        unit = unit_frame(lom, images).cpu()
-        return {judge: float(flags(unit, value_range=(0.0, 1.0)).mean()) for judge, flags in JUDGES.items()}
+        return s_acc_by_judge(unit_frame(lom, images).cpu(), value_range=(0.0, 1.0))
 
     report: dict[str, Any] = {"samples": samples}
     shown = held_index[:samples]
@@ -265,8 +269,7 @@ def _check(args: argparse.Namespace) -> Path:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.held_out >= args.scenes:
         raise ValueError(f"--held-out {args.held_out} must be smaller than --scenes {args.scenes}")
-    if not 0.0 <= args.ema < 1.0:
-        raise ValueError(f"--ema {args.ema} must be in [0, 1): the weight an old average keeps each step")
+    check_ema(args.ema)
     if not isinstance(args.options, dict):
         raise ValueError(f"--options must be a JSON object, got {args.options!r}")
     out = Path(args.out) if Path(args.out).suffix == ".pt" else PRETRAINED_DIR / f"{args.out}.pt"
@@ -279,7 +282,7 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The whole job: load, cache, fit, report, write. :return: the file and its report."""
     from lom_pyro.models.assemble import Architecture
     from lom_pyro.models.pretrained import save_pretrained
-    from lom_pyro.slot_priors import build_slot_prior
+    from lom_pyro.slot_priors import build_slot_prior, trained_prior
     from lom_pyro.training.posterior_cache import posterior_cache
 
     out = _check(args)
@@ -290,8 +293,7 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     if str(config.get("dataset", "")) not in ("stacks", "room", "sprites"):
         raise ValueError(f"{args.source}: was trained on {config.get('dataset')!r}; fit-prior caches procedural "
                          "scenes of the dataset the LOM was trained on (stacks, room or sprites)")
-    reference = getattr(lom.slot_prior, "reference", None)   # refitting a fitted model starts from its reference
-    reference = lom.slot_prior if reference is None else reference
+    reference = trained_prior(lom.slot_prior)   # refitting a fitted model starts from its reference
     torch.manual_seed(args.seed)   # the prior is built before the cache, so its options are checked first
     prior = build_slot_prior(args.prior, lom.num_slots, lom.slot_dim, lom.scene_dim, reference=reference,
                              **args.options).to(args.device)

@@ -15,6 +15,7 @@ from lom_pyro.metrics.structure import (
     TouchingCriterion,
     analyse_stack,
     analyse_touching,
+    s_acc_by_judge,
     sharp_flags,
     stack_is_structured,
     structure_accuracy,
@@ -359,3 +360,11 @@ def test_structure_report_counts_both_judges(scenes: dict[int, ProceduralScenes]
     for judge in ("touching", "sharp"):
         assert report[judge]["flags"] == JUDGES[judge](images).tolist()
         assert report[judge]["s_acc"] == 0.6 and report[judge]["ci95"] == list(wilson_interval(6, 10))
+
+
+def test_s_acc_by_judge_counts_what_each_judge_passes() -> None:
+    real = generate("stacks", 12, image_size=32, seed=23).images
+    mixed = np.concatenate([real[:9], np.full_like(real[:3], 128)])   # three flat grey images: no stack
+    expected = {name: float(judge(mixed).mean()) for name, judge in JUDGES.items()}
+    assert set(expected) == {"touching", "sharp"} and s_acc_by_judge(mixed) == expected
+    assert all(value <= 0.75 for value in expected.values())           # the grey images fail both
