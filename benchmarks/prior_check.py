@@ -26,7 +26,8 @@ import torch
 from lom_pyro.assess import unit_frame
 from lom_pyro.checkpoint import load_checkpoint
 from lom_pyro.metrics.structure import analyse_stack, structure_accuracy
-from lom_pyro.slot_priors import ChainPrior, slot_prior_name
+from lom_pyro import registry
+from lom_pyro.slot_priors import ChainPrior
 from lom_pyro.training import held_out, load_trained
 
 
@@ -49,7 +50,8 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
     prior_loc, prior_scale = module.prior_given(enc.scene_loc, enc.slots_loc)
     s_acc_reconstructions, reasons_reconstructions = judged(module.reconstruct(x))
     result = {
-        "checkpoint": path, "step": step, "scenes": scenes, "slot_prior": slot_prior_name(module.slot_prior),
+        "checkpoint": path, "step": step, "scenes": scenes,
+        "slot_prior": registry.name_of("slot_prior", module.slot_prior),
         "s_acc_reconstructions": s_acc_reconstructions,
         "s_acc_prior_means_given_posterior_scene": acc(module.generate(enc.scene_loc, 0.0)),
     }

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from lom_pyro import LOM
-from lom_pyro.slot_priors import slot_prior_name
+from lom_pyro import registry
 from lom_pyro.training.fit_prior import CACHE_SEED, TEMPERATURES, prior_report
 from lom_pyro.training.posterior_cache import posterior_cache
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"{name} was fitted on {fit['scenes']} scenes holding out {fit['held_out']}; give those")
         started = time.perf_counter()
         report = prior_report(lom, cache, fit_index, held_index, args.samples)
-        rows.append({"model": name, "prior": slot_prior_name(lom.slot_prior),
+        rows.append({"model": name, "prior": registry.name_of("slot_prior", lom.slot_prior),
                      "options": fit["options"] if fit else {}, "fit_seconds": fit["fit"]["seconds"] if fit else None,
                      "fit_steps": fit["fit"]["steps_done"] if fit else None, **report,
                      "seconds": round(time.perf_counter() - started, 1)})

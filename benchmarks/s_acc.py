@@ -26,26 +26,20 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro import LOM
 from lom_pyro.assess import EVAL_SEED, evaluation_mode, s_acc_of_samples, sample_images
 from lom_pyro.viz import panel
-from lom_pyro.training import load_trained
+from lom_pyro.training.build import load_model
 
 PAPER = {"LOM-EMORL": 0.76, "EMORL": 0.0, "GENv2-G": 0.42, "LOM-GENv2-G": 0.82}  # §4, ShapeStacks, by hand
 
 
 def load(name: str) -> tuple[torch.nn.Module, str]:
     """The model and a short name for it (a checkpoint is named by its run folder)."""
-    path = Path(name)
-    if path.suffix == ".pt" and path.name == "checkpoint.pt":
-        module, config = load_trained(str(path))
-        if config.dataset != "stacks":
-            raise ValueError(f"{name}: the structure judges need a model of procedural 'stacks'")
-        return module, path.parent.name
-    lom = LOM.from_pretrained(name)
-    if lom.pretrained_info.get("config", {}).get("dataset") != "stacks":
+    trained = load_model(name)
+    if trained.config.dataset != "stacks":
         raise ValueError(f"{name}: the structure judges need a model of procedural 'stacks'")
-    return lom, path.stem
+    path = Path(name)
+    return trained.module, path.parent.name if path.name == "checkpoint.pt" else path.stem
 
 
 def main(argv: list[str] | None = None) -> dict:

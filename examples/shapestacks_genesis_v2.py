@@ -6,8 +6,10 @@ S-Acc 82 %), through the Python API: GENESIS-v2 as the orderless model (appendix
     python examples/shapestacks_genesis_v2.py --procedural --small --steps 500 --batch-size 8  # offline, on CPU
 
 The same through the command line: ``lom-pyro train --preset shapestacks --orderless genesis_v2``.
-For the authors' later SRI variant add ``variant="sri"`` to ``LOM(...)`` below (and
-``likelihood="mixture"`` to both models: SRI's per-channel mixture of Gaussians).
+For the authors' later SRI variant give ``LOM(...)`` below the ``"sri"`` bundle's networks,
+``**registry.build_networks(9, genesis.slot_dim, scene_dim, registry.networks("sri"))``, and a
+mixture likelihood to both models (``likelihood="mixture"`` for GENESIS-v2,
+``likelihood=MixtureLikelihood(0.7, per_channel=True)`` for the LOM: SRI's per-channel mixture).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 from importlib.metadata import PackageNotFoundError as _NotInstalled
 from importlib.metadata import version as _version
 
-from lom_pyro import sites
+from lom_pyro import registry, sites
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models import LOM
@@ -19,7 +19,7 @@ __all__ = [
     "align", "order_aware_scale", "stop_gradient",
     "greedy_match", "hungarian_match", "slerp",
     "OrderlessModel", "SlotPosterior", "standalone",
-    "MixtureScenePrior", "StandardNormalPrior", "sites",
+    "MixtureScenePrior", "StandardNormalPrior", "registry", "sites",
 ]
 
 try:  # the installed distribution's version; a source tree on sys.path has none

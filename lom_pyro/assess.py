@@ -58,12 +58,8 @@ def _orderless(module: nn.Module) -> nn.Module:
 
 def unit_frame(module: nn.Module, images: Tensor) -> Tensor:
     """Map images from the module's observation frame to [0, 1] for metrics and figures."""
-    observe = getattr(_orderless(module), "observation", None)
-    if observe is None:
-        lo, hi = -1.0, 1.0
-    else:
-        ends = observe(torch.tensor([-1.0, 1.0], device=images.device, dtype=images.dtype))
-        lo, hi = float(ends[0]), float(ends[1])
+    ends = _orderless(module).observation(torch.tensor([-1.0, 1.0], device=images.device, dtype=images.dtype))
+    lo, hi = float(ends[0]), float(ends[1])
     return ((images - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
@@ -88,7 +84,7 @@ def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
     means (``"orderless"``) and, for a LOM, of the ordered posterior means (``"lom"``)."""
     from pyro import poutine
 
-    from lom_pyro.orderless.base import make_plates
+    from lom_pyro.plates import make_plates
 
     orderless = _orderless(module)
     with poutine.block():

@@ -264,16 +264,13 @@ def visualize(module: LOM, evaluation: dict[str, Any], out: Path, n: int = 8, pc
 
 def _load_for_figures(args):
     """The module and its training config, from ``--pretrained`` or a checkpoint."""
-    from lom_pyro.training.build import config_of, load_trained
+    from lom_pyro.training.build import load_model
 
-    if getattr(args, "pretrained", None):
-        from lom_pyro.models.pretrained import load_pretrained
-
-        module, info = load_pretrained(args.pretrained, args.device)
-        return module, config_of(info, args.pretrained)
-    if not args.checkpoint:
+    source = getattr(args, "pretrained", None) or args.checkpoint
+    if not source:
         raise ValueError("give a checkpoint or --pretrained NAME")
-    return load_trained(args.checkpoint, args.device)
+    trained = load_model(source, args.device)
+    return trained.module, trained.config
 
 
 def run_visualize(args) -> int:

@@ -53,6 +53,7 @@ __all__ = [
     "normal_parts",
 ]
 
+#: name → matching function; :mod:`lom_pyro.registry` serves this table as its ``"matcher"`` kind
 MATCHERS: dict[str, Callable[[Tensor], Tensor]] = {"greedy": greedy_match, "hungarian": hungarian_match}
 
 

@@ -11,15 +11,17 @@ event shape ``(C, H, W)`` and batch shape ``...``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor
 from torch.distributions import constraints
 
-__all__ = ["image_likelihood", "MixtureImage", "LIKELIHOODS"]
+__all__ = ["image_likelihood", "MixtureImage", "GaussianLikelihood", "MixtureLikelihood", "ImageLikelihood",
+           "LIKELIHOODS"]
 
-LIKELIHOODS = ("gaussian", "mixture")
 _EMPTY_SHAPE = torch.Size()
 
 
@@ -74,16 +76,54 @@ class MixtureImage(TorchDistribution):
         return MixtureImage(rgb, logits, self.sigma, self.per_channel)
 
 
+class GaussianLikelihood:
+    """``N(x; Σ_k m_k x_k, σ²)``: the mask-weighted mean image with one global σ.
+    (``per_channel`` is taken, and means nothing, so that every likelihood is built alike.)"""
+
+    def __init__(self, sigma: float, per_channel: bool = False) -> None:
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.sigma = float(sigma)
+
+    def __call__(self, rgb: Tensor, mask_logits: Tensor) -> TorchDistribution:
+        masks = torch.softmax(mask_logits, dim=-4)
+        mean = (masks * rgb).sum(-4)                                            # (..., C, H, W)
+        return dist.Normal(mean, torch.as_tensor(self.sigma, dtype=mean.dtype, device=mean.device)).to_event(3)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sigma={self.sigma})"
+
+
+class MixtureLikelihood(GaussianLikelihood):
+    """``Σ_k m_k N(x; x_k, σ²)`` per pixel, or per colour channel (:class:`MixtureImage`)."""
+
+    def __init__(self, sigma: float, per_channel: bool = False) -> None:
+        super().__init__(sigma)
+        self.per_channel = bool(per_channel)
+
+    def __call__(self, rgb: Tensor, mask_logits: Tensor) -> TorchDistribution:
+        return MixtureImage(rgb, mask_logits, self.sigma, per_channel=self.per_channel)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sigma={self.sigma}, per_channel={self.per_channel})"
+
+
+#: what a LOM or an orderless model calls for its image distribution: per-slot RGB and mask
+#: logits in, a distribution with event shape ``(C, H, W)`` out (it has a ``sigma``)
+ImageLikelihood = Callable[[Tensor, Tensor], TorchDistribution]
+
+#: name → class, taking ``(sigma, per_channel=...)``; the one table of likelihood names, which
+#: :mod:`lom_pyro.registry` serves as its ``"likelihood"`` kind
+LIKELIHOODS: dict[str, type[GaussianLikelihood]] = {"gaussian": GaussianLikelihood, "mixture": MixtureLikelihood}
+
+
 def image_likelihood(rgb: Tensor, mask_logits: Tensor, sigma: float, kind: str = "gaussian",
                      per_channel: bool = False) -> TorchDistribution:
-    """The image distribution of a slot decoder's output; see the module docstring.
+    """The image distribution of a slot decoder's output under the likelihood named ``kind``
+    (see the module docstring).
 
     :return: batch shape ``rgb.shape[:-4]``, event shape ``(C, H, W)``.
     """
-    if kind == "gaussian":
-        masks = torch.softmax(mask_logits, dim=-4)
-        mean = (masks * rgb).sum(-4)                                            # (..., C, H, W)
-        return dist.Normal(mean, torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)).to_event(3)
-    if kind == "mixture":
-        return MixtureImage(rgb, mask_logits, sigma, per_channel=per_channel)
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {kind!r}")
+    if kind not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)}, got {kind!r}")
+    return LIKELIHOODS[kind](sigma, per_channel=per_channel)(rgb, mask_logits)

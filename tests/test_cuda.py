@@ -14,7 +14,8 @@ from pyro.poutine.messenger import Messenger
 from lom_pyro import LOM
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.metrics.ari import ari_fg
-from lom_pyro.orderless.base import make_plates, standalone
+from lom_pyro.orderless.base import standalone
+from lom_pyro.plates import make_plates
 from lom_pyro.orderless.emorl import EMORL
 from lom_pyro.sites import OBS, ORDERLESS_OBS
 from lom_pyro.training import config_from_preset, load_trained, train

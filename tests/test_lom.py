@@ -7,7 +7,11 @@ from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
 from lom_pyro import LOM, LOMELBO
-from lom_pyro.likelihoods import MixtureImage
+from lom_pyro.likelihoods import GaussianLikelihood, MixtureImage, MixtureLikelihood
+from lom_pyro.models.assemble import Architecture, lom_arguments
+from lom_pyro.nn.inference import set_scene_encoder, transformer_scales
+from lom_pyro.ops import hungarian_match
+from lom_pyro.slot_priors import ChainPrior
 from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
 from lom_pyro.sites import OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE
 from toy import ToyOrderless
@@ -138,8 +142,14 @@ def test_bad_configuration():
         LOM(toy, slot_dim=2)
     with pytest.raises(ValueError, match="scene_prior.dim must equal scene_dim=8"):
         LOM(toy, scene_dim=8, scene_prior=StandardNormalPrior(4))
-    with pytest.raises(ValueError, match="likelihood must be one of"):
+    with pytest.raises(ValueError, match="likelihood must be a callable"):
         LOM(toy, likelihood="poisson")
+    with pytest.raises(ValueError, match="matcher must be a function"):
+        LOM(toy, matcher="hungarian")
+    with pytest.raises(ValueError, match="sigma=0.5 is the default likelihood's"):
+        LOM(toy, likelihood=GaussianLikelihood(0.2), sigma=0.5)
+    with pytest.raises(ValueError, match="give it or a scale_net, not both"):
+        LOM(toy, share_prior_and_scale_nets=True, scale_net=transformer_scales(3, 4, 128))
     with pytest.raises(ValueError, match="orderless must provide"):
         LOM(object())
     with pytest.raises(ValueError, match="temperature"):
@@ -149,14 +159,15 @@ def test_bad_configuration():
 def test_mixture_likelihood_and_ablation_switches():
     toy = ToyOrderless(image_shape=SHAPE)
     x = torch.rand(2, *SHAPE)
-    for kwargs in (dict(likelihood="mixture"), dict(reuse_orderless_scales=True),
-                   dict(share_prior_and_scale_nets=True), dict(sum_pooling=False), dict(matching="hungarian")):
+    for kwargs in (dict(likelihood=MixtureLikelihood(0.3)), dict(reuse_orderless_scales=True),
+                   dict(share_prior_and_scale_nets=True),
+                   dict(scene_encoder=set_scene_encoder(3, 4, 4, sum_pooling=False)), dict(matcher=hungarian_match)):
         lom = LOM(toy, scene_dim=4, scene_free_bits=0.0, **kwargs)
         pyro.set_rng_seed(5)
         loss = LOMELBO().differentiable_loss(lom.model, lom.guide, x)
         pyro.set_rng_seed(5)   # each switch still gives the ELBO Pyro computes for the same program
         assert torch.allclose(loss, TraceMeanField_ELBO().differentiable_loss(lom.model, lom.guide, x), rtol=1e-6)
-    mixture = LOM(toy, scene_dim=4, likelihood="mixture")
+    mixture = LOM(toy, scene_dim=4, likelihood=MixtureLikelihood(0.3))
     tr = poutine.trace(poutine.replay(mixture.model, trace=poutine.trace(mixture.guide).get_trace(x))).get_trace(x)
     assert isinstance(tr.nodes[OBS]["fn"], MixtureImage)
     shared = LOM(toy, scene_dim=4, share_prior_and_scale_nets=True)
@@ -172,20 +183,36 @@ def test_mixture_likelihood_and_ablation_switches():
 
 def test_prior_width_widens_f_theta_only():
     toy = ToyOrderless(image_shape=SHAPE)
-    wide = LOM(toy, scene_dim=4, prior_width=12)
+    wide = LOM(toy, scene_dim=4, slot_prior=ChainPrior(toy.num_slots, toy.slot_dim, 4, width=12))
     loc, scale = wide.prior_slots(torch.randn(3, 4))
     assert loc.shape == scale.shape == (3, toy.num_slots, toy.slot_dim)
     assert wide.slot_prior.net.token.shape == (12,) and wide.slot_prior.loc_head.in_features == 12
     loss = LOMELBO().differentiable_loss(wide.model, wide.guide, torch.rand(2, *SHAPE))
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wide.slot_prior.net.blocks.parameters())
-    assert LOM(toy, scene_dim=4, prior_width=toy.slot_dim).slot_prior.loc_head.in_features == toy.slot_dim
     with pytest.raises(ValueError, match="prior_width"):
-        LOM(toy, scene_dim=4, prior_width=0)
-    with pytest.raises(ValueError, match="prior_width=12 needs slot_prior='transformer'"):
-        LOM(toy, scene_dim=4, prior_width=12, slot_prior="lstm")
-    with pytest.raises(ValueError, match="share_prior_and_scale_nets needs prior_width"):
-        LOM(toy, scene_dim=4, prior_width=12, share_prior_and_scale_nets=True)
+        ChainPrior(3, 4, 4, width=0)
+    with pytest.raises(ValueError, match="share_prior_and_scale_nets needs a slot prior with a network `net` of width"):
+        LOM(toy, scene_dim=4, slot_prior=ChainPrior(3, 4, 4, width=12), share_prior_and_scale_nets=True)
+
+
+def test_a_config_names_the_components_through_the_registry():
+    """lom_kwargs as a config writes them become the same LOM as the objects given directly."""
+    toy = ToyOrderless(image_shape=SHAPE)
+    arch = Architecture(lom_kwargs={"scene_dim": 4, "prior_width": 12, "encoder_depth": 1, "sum_pooling": False,
+                                    "matching": "hungarian", "likelihood": "mixture", "sigma": 0.2})
+    kwargs = lom_arguments(arch, toy)
+    lom = LOM(toy, **kwargs)
+    assert lom.slot_prior.width == 12 and len(lom.scene_encoder.blocks) == 1 and not lom.scene_encoder.sum_pooling
+    assert lom.matcher is hungarian_match and isinstance(lom.likelihood, MixtureLikelihood) and lom.sigma == 0.2
+    assert type(lom.scene_prior) is StandardNormalPrior
+    torch.manual_seed(0)
+    paper = LOM(toy, **lom_arguments(Architecture(lom_kwargs={"scene_dim": 4}), toy))
+    torch.manual_seed(0)
+    direct = LOM(toy, scene_dim=4)
+    assert all(torch.equal(a, b) for a, b in zip(paper.state_dict().values(), direct.state_dict().values()))
+    assert lom_arguments(Architecture(scene_prior="mixture", scene_prior_components=3,
+                                      lom_kwargs={"scene_dim": 4}), toy)["scene_prior"].logits.shape == (3,)
 
 
 def test_encode_uses_one_orderless_posterior_and_the_mean_scene(lom):

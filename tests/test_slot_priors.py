@@ -12,20 +12,16 @@ from pyro import poutine
 from toy import ToyOrderless
 from torch import nn
 
-from lom_pyro import LOM, LOMELBO
+from lom_pyro import LOM, LOMELBO, registry
 from lom_pyro.checkpoint import load_checkpoint
-from lom_pyro.models.pretrained import load_pretrained, pretrained_path
+from lom_pyro.models.pretrained import pretrained_path
 from lom_pyro.sites import OBJECTS
 from lom_pyro.slot_priors import (
-    SLOT_PRIORS,
     AutoregressivePrior,
     ChainPrior,
     DiffusionPrior,
     MixtureDensityPrior,
     SlotPrior,
-    build_slot_prior,
-    register_slot_prior,
-    slot_prior_name,
 )
 
 SHAPE = (3, 8, 8)
@@ -73,34 +69,36 @@ def test_a_users_own_prior_trains_in_a_lom_and_generates_through_s():
         LOM(toy, scene_dim=5, slot_prior=ShiftedNormalPrior(3, 4, 6))
     with pytest.raises(ValueError, match="lom_pyro.slot_priors.SlotPrior"):
         LOM(toy, scene_dim=5, slot_prior=nn.Linear(2, 2))
-    register_slot_prior("shifted", ShiftedNormalPrior)
+    registry.register_slot_prior("shifted", ShiftedNormalPrior)
     try:
-        assert isinstance(build_slot_prior("shifted", 3, 4, 5), ShiftedNormalPrior)
+        assert isinstance(registry.build("slot_prior", "shifted", 3, 4, 5), ShiftedNormalPrior)
         with pytest.raises(ValueError, match="taken by"):
-            register_slot_prior("shifted", ChainPrior)
+            registry.register_slot_prior("shifted", ChainPrior)
     finally:
-        del SLOT_PRIORS["shifted"]
+        registry.unregister("slot_prior", "shifted")
+    assert "shifted" not in registry.names("slot_prior")
     with pytest.raises(ValueError, match="is not one of"):
-        build_slot_prior("flow", 3, 4, 5)
+        registry.build("slot_prior", "flow", 3, 4, 5)
     with pytest.raises(ValueError, match="does not take the options"):
-        build_slot_prior("mdn", 3, 4, 5, colours=3)
+        registry.build("slot_prior", "mdn", 3, 4, 5, colours=3)
 
 
 def test_the_default_prior_is_the_papers_chain_and_lstm_is_sris():
     toy = ToyOrderless(image_shape=SHAPE)
     assert type(LOM(toy, scene_dim=4).slot_prior) is ChainPrior
-    assert type(LOM(toy, scene_dim=4, slot_prior="lstm").slot_prior) is AutoregressivePrior
-    assert type(LOM(toy, scene_dim=4, variant="sri").slot_prior) is AutoregressivePrior
-    assert slot_prior_name(ChainPrior(3, 4, 5)) == "transformer"
-    assert slot_prior_name(ShiftedNormalPrior(3, 4, 5)) == "ShiftedNormalPrior"
+    sri = registry.build_networks(toy.num_slots, toy.slot_dim, 4, registry.networks("sri"))
+    assert type(LOM(toy, scene_dim=4, **sri).slot_prior) is AutoregressivePrior
+    assert type(registry.build("slot_prior", "lstm", 3, 4, 4)) is AutoregressivePrior
+    assert registry.name_of("slot_prior", ChainPrior(3, 4, 5)) == "transformer"
+    assert registry.name_of("slot_prior", ShiftedNormalPrior(3, 4, 5)) == "ShiftedNormalPrior"
+    assert registry.fitted_slot_priors() == ("mdn", "diffusion")
 
 
 @pytest.mark.parametrize("name", ["stacks32", "stacks32_ar"])
 def test_files_written_before_priors_were_components_load_bit_identically(name):
     stored = load_checkpoint(pretrained_path(name))["model"]
     assert any(k.startswith("prior_net.") for k in stored)      # the old names are in the file
-    lom, _ = load_pretrained(name)
-    state = lom.state_dict()
+    state = LOM.from_pretrained(name).state_dict()
     renamed = {"prior_net.": "slot_prior.net.", "prior_loc.": "slot_prior.loc_head.",
                "prior_scale.": "slot_prior.scale_head."}
     for key, value in stored.items():

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro import poutine
 
-from lom_pyro import LOM, LOMELBO
+from lom_pyro import LOM, LOMELBO, registry
 from lom_pyro.cli import main
+from lom_pyro.models.assemble import Architecture, assemble
 from lom_pyro.models.lom import AutoregressiveSlots
 from lom_pyro.nn.recurrent import LSTMChain
 from lom_pyro.nn.relation import RelationEncoder
@@ -21,11 +22,14 @@ from lom_pyro.sites import OBJECTS, OBS, SCENE
 from toy import ToyOrderless
 
 SHAPE = (3, 6, 6)
+TINY_EMORL = {"num_slots": 3, "slot_dim": 4, "encoder_width": 8, "decoder_hidden": 8, "prior_hidden": 8,
+              "refinement_hidden": 8, "stochastic_layers": 1, "refinement_steps": 0}
 
 
 def sri_lom(**kwargs) -> LOM:
     torch.manual_seed(0)
-    return LOM(ToyOrderless(num_slots=4, slot_dim=3, image_shape=SHAPE), scene_dim=5, variant="sri", **kwargs)
+    toy = ToyOrderless(num_slots=4, slot_dim=3, image_shape=SHAPE)
+    return LOM(toy, scene_dim=5, **registry.build_networks(4, 3, 5, registry.networks("sri")), **kwargs)
 
 
 @settings(max_examples=20, deadline=None)
@@ -110,15 +114,23 @@ def test_sri_lom_isolates_gradients_and_trains_its_prior_through_the_kl():
 
 def test_variant_options_are_checked():
     with pytest.raises(ValueError, match="variant"):
-        LOM(ToyOrderless(), variant="genesis")
+        registry.networks("genesis")
     with pytest.raises(ValueError, match="variant='sri' has slot_prior='lstm'"):
-        LOM(ToyOrderless(), variant="sri", slot_prior="transformer")
-    with pytest.raises(ValueError, match="scene_encoder"):
-        LOM(ToyOrderless(), scene_encoder="gnn")
-    with pytest.raises(ValueError, match="share_prior_and_scale_nets"):
-        LOM(ToyOrderless(), slot_prior="lstm", share_prior_and_scale_nets=True)
-    mixed = LOM(ToyOrderless(), scene_dim=4, slot_prior="lstm")          # one SRI part on the paper's LOM
+        registry.networks("sri", slot_prior="transformer")
+    with pytest.raises(ValueError, match="scene encoder 'gnn' is not one of"):
+        registry.networks(scene_encoder="gnn")
+    with pytest.raises(ValueError, match="share_prior_and_scale_nets needs scale_net and slot_prior of one kind"):
+        assemble(Architecture(orderless="emorl", image_size=16, orderless_kwargs=TINY_EMORL,
+                              lom_kwargs={"slot_prior": "lstm", "share_prior_and_scale_nets": True}), LOM)
+    with pytest.raises(ValueError, match="slot prior 'lstm' does not take the options"):   # prior_depth
+        assemble(Architecture(orderless="emorl", image_size=16, orderless_kwargs=TINY_EMORL,
+                              lom_kwargs={"slot_prior": "lstm", "prior_depth": 3}), LOM)
+    names = registry.networks(slot_prior="lstm")                       # one SRI part on the paper's LOM
+    mixed = LOM(ToyOrderless(), scene_dim=4, **registry.build_networks(3, 4, 4, names))
     assert type(mixed.slot_prior.net) is LSTMChain and type(mixed.scene_encoder) is not RelationEncoder
+    shared = assemble(Architecture(orderless="emorl", image_size=16, orderless_kwargs=TINY_EMORL,
+                                   lom_kwargs={"variant": "sri", "share_prior_and_scale_nets": True}), LOM)
+    assert shared.scale_net is shared.slot_prior.net and type(shared.scene_encoder) is RelationEncoder
 
 
 @pytest.mark.slow

@@ -14,11 +14,11 @@ from torch.nn import functional as F
 
 from lom_pyro.likelihoods import image_likelihood
 from lom_pyro.nn.decoders import SpatialBroadcastDecoder
-from lom_pyro.orderless.base import SlotPosterior
+from lom_pyro.orderless.base import OrderlessDefaults, SlotPosterior
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 
-class ToyOrderless(PyroModule):
+class ToyOrderless(OrderlessDefaults, PyroModule):
     def __init__(self, num_slots: int = 3, slot_dim: int = 4, image_shape=(3, 8, 8), sigma: float = 0.3,
                  free_bits: float | None = None) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ Read next to §3 of the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import pyro
 import pyro.distributions as dist
@@ -23,31 +24,24 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
-from lom_pyro.likelihoods import LIKELIHOODS, image_likelihood
+from lom_pyro.likelihoods import GaussianLikelihood, ImageLikelihood
 from lom_pyro.models.inputs import check_images
-from lom_pyro.nn.attention import CausalTransformer, SetEncoder, xavier_init
-from lom_pyro.nn.recurrent import LSTMChain
-from lom_pyro.nn.relation import RelationEncoder
-from lom_pyro.ops import compose, slerp
-from lom_pyro.orderless.base import OrderlessModel, Plates, SlotPosterior, make_plates
+from lom_pyro.models.pretrained import load_pretrained
+from lom_pyro.nn.attention import xavier_init
+from lom_pyro.nn.inference import set_scene_encoder, transformer_scales
+from lom_pyro.ops import compose, greedy_match, slerp
+from lom_pyro.orderless.base import OrderlessModel, SlotPosterior, missing_members
+from lom_pyro.plates import Plates, make_plates
 from lom_pyro.priors import as_scene_prior
 from lom_pyro.sites import BATCH_PLATE, OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE, SLOTS_PLATE
-from lom_pyro.slot_priors import (AutoregressivePrior, AutoregressiveSlots, ChainPrior, SlotPrior, check_slot_prior,
-                                  slot_prior_name, trained_prior)
+from lom_pyro.slot_priors import AutoregressiveSlots, ChainPrior, SlotPrior, check_slot_prior, trained_prior
 from lom_pyro.slot_priors.gaussian import MIN_SCALE
 
-__all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots", "VARIANTS"]
+__all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots"]
 
 #: parameter names before the slot prior was a component → their names now (old files load)
 _RENAMED = {"prior_net.": "slot_prior.net.", "prior_loc.": "slot_prior.loc_head.",
             "prior_scale.": "slot_prior.scale_head."}
-
-#: Named sets of the LOM's networks: the paper's (§3) and the authors' later SRI code, which
-#: samples each slot given the sampled previous one (an LSTM), reads its posterior scales
-#: with an LSTM and encodes the scene with relation attention.
-VARIANTS = {"paper": dict(slot_prior="transformer", scale_net="transformer", scene_encoder="transformer"),
-            "sri": dict(slot_prior="lstm", scale_net="lstm", scene_encoder="relation")}
-
 
 @dataclass(frozen=True)
 class Generated:
@@ -90,40 +84,39 @@ class Encoding:
 class LOM(PyroModule):
     """Latent Object Model over an auxiliary orderless slot VAE.
 
+    Every network and rule the LOM is made of is a component it is given as an object; left
+    out, it is the paper's. :mod:`lom_pyro.registry` names them (and the ``"sri"`` bundle) for
+    config files and the command line.
+
     :param orderless: the auxiliary orderless model (e.g. :class:`lom_pyro.EMORL`); see
         :class:`lom_pyro.orderless.OrderlessModel`. Sets K, Dz and the image shape.
     :param scene_dim: Ds (paper: 128).
     :param scene_prior: ``None`` (standard normal), a distribution, or a module
         ``forward(temperature) -> distribution`` with ``dim = scene_dim``
         (e.g. :class:`lom_pyro.priors.MixtureScenePrior`).
-    :param prior_depth: SA blocks in ``f_θ`` (2). :param scale_depth: in ``f'_φ`` (2).
-    :param prior_width: token width of the transformer ``f_θ`` (default Dz, the paper's; its
-        two linear heads map it to Dz). Not in the paper: at Dz = 32 a 128-wide ``f_θ``
-        explained more of the slot means, not better samples (docs/notes/benchmarks.md).
-    :param encoder_depth: SA blocks in ``g_φ`` (3).
-    :param sum_pooling: ``g_φ`` pools by sum (False: the scene token, an ablation).
-    :param share_prior_and_scale_nets: ``f'_φ`` reuses ``f_θ``'s weights (ablation Model 6).
+    :param slot_prior: ``p(z_{1:K} | s)``, a :class:`~lom_pyro.slot_priors.SlotPrior`; default
+        the paper's deterministic chain ``h = f_θ(s)``, slots independent given s
+        (:class:`~lom_pyro.slot_priors.ChainPrior`, two SA blocks, width Dz).
+        SRI's :class:`~lom_pyro.slot_priors.AutoregressivePrior` is the other trained with a LOM.
+    :param scene_encoder: ``g_φ`` (§3.2 step 2), slots ``(B, K, Dz)`` → ``(B, Ds)``; default the
+        paper's SA set encoder with sum pooling (:func:`lom_pyro.nn.inference.set_scene_encoder`).
+    :param scale_net: ``f'_φ`` (§3.2 step 5), ``(s, μ_π(1..K−1))`` → ``(B, K, Dz)``; default the
+        paper's causal transformer (:func:`lom_pyro.nn.inference.transformer_scales`).
+    :param matcher: the alignment's matching, cost ``(B, K, K)`` → permutation ``(B, K)``;
+        default Algorithm 1, :func:`lom_pyro.ops.greedy_match`.
+    :param likelihood: the image distribution of the decoded slots, ``(rgb, mask_logits) ->
+        distribution`` with a ``sigma`` (:mod:`lom_pyro.likelihoods`); default
+        :class:`~lom_pyro.likelihoods.GaussianLikelihood` with the orderless model's σ (0.7
+        Objects Room/ShapeStacks, 0.1 CLEVR6), or ``sigma`` if given.
+    :param sigma: σ of the default likelihood (not with ``likelihood``).
+    :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (docs/design.md §4).
+    :param share_prior_and_scale_nets: ``f'_φ`` is the slot prior's own network (ablation
+        Model 6); not with ``scale_net``.
     :param reuse_orderless_scales: no order-aware scales (ablation Model 5).
-    :param matching: ``"greedy"`` (Algorithm 1) or ``"hungarian"``.
-    :param likelihood: ``"gaussian"`` (global σ) or ``"mixture"``; a mixture is formed per
-        colour channel or per pixel as the orderless model forms its own (its
-        ``mixture_per_channel``; per pixel if it has none).
-    :param sigma: the likelihood's σ (0.7 Objects Room/ShapeStacks, 0.1 CLEVR6).
     :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds); an
         attribute, so a schedule may lower it (0.167·Ds for the last 25K steps).
     :param slot_free_bits: free bits on the slot KL summed over K (paper: none).
-    :param decoder: the LOM decoder; default ``orderless.make_decoder()`` (docs/design.md §4).
     :param num_slots, slot_dim: if given, checked against the orderless model's.
-    :param variant: ``"paper"`` (default) or ``"sri"``, a set of the three options below
-        (:data:`VARIANTS`); options given explicitly must agree with it.
-    :param slot_prior: a :class:`~lom_pyro.slot_priors.SlotPrior` object, or the name of one
-        trained with the LOM: ``"transformer"`` — the paper's deterministic chain
-        ``h = f_θ(s)``, slots independent given s (:class:`~lom_pyro.slot_priors.ChainPrior`,
-        built with ``prior_depth`` and ``prior_width``); ``"lstm"`` — SRI's stochastic
-        autoregressive prior ``p(z_k | s, z_{<k})``, an LSTM fed s, then each sampled
-        previous slot (:class:`~lom_pyro.slot_priors.AutoregressivePrior`).
-    :param scale_net: ``f'_φ`` as a causal ``"transformer"`` or an ``"lstm"`` (SRI).
-    :param scene_encoder: ``g_φ`` as the SA ``"transformer"`` or SRI's ``"relation"`` attention.
 
     ``score_orderless`` (attribute, default True): the model scores the data under the
     orderless model too (§3.3: the two ELBOs are summed). Set it False while the orderless
@@ -141,81 +134,65 @@ class LOM(PyroModule):
     SLOTS_PLATE = SLOTS_PLATE
 
     def __init__(self, orderless: OrderlessModel, *, scene_dim: int = 128, scene_prior=None,
-                 prior_depth: int = 2, scale_depth: int = 2, encoder_depth: int = 3,
-                 prior_width: int | None = None,
-                 sum_pooling: bool = True, share_prior_and_scale_nets: bool = False,
-                 reuse_orderless_scales: bool = False, matching: str = "greedy",
-                 likelihood: str = "gaussian", sigma: float = 0.7,
-                 scene_free_bits: float | None = None, slot_free_bits: float | None = None,
-                 decoder: nn.Module | None = None, num_slots: int | None = None,
-                 slot_dim: int | None = None, variant: str | None = None,
-                 slot_prior: str | SlotPrior | None = None,
-                 scale_net: str | None = None, scene_encoder: str | None = None) -> None:
+                 slot_prior: SlotPrior | None = None, scene_encoder: nn.Module | None = None,
+                 scale_net: nn.Module | None = None, matcher: Callable[[Tensor], Tensor] = greedy_match,
+                 likelihood: ImageLikelihood | None = None, sigma: float | None = None,
+                 decoder: nn.Module | None = None, share_prior_and_scale_nets: bool = False,
+                 reuse_orderless_scales: bool = False, scene_free_bits: float | None = None,
+                 slot_free_bits: float | None = None, num_slots: int | None = None,
+                 slot_dim: int | None = None) -> None:
         super().__init__()
-        needed = ("num_slots", "slot_dim", "image_shape", "model", "guide", "decode") + (
-            () if decoder is not None else ("make_decoder",))
-        for attr in needed:
-            if not hasattr(orderless, attr):
-                raise ValueError(f"orderless must provide {attr!r} (see lom_pyro.orderless.OrderlessModel)")
+        if not isinstance(orderless, OrderlessModel):
+            raise ValueError(f"orderless must provide {', '.join(map(repr, missing_members(orderless)))} "
+                             "(see lom_pyro.orderless.OrderlessModel; OrderlessDefaults has the usual last three)")
         if num_slots is not None and num_slots != orderless.num_slots:
             raise ValueError(f"num_slots={num_slots} does not match the orderless model's K={orderless.num_slots}")
         if slot_dim is not None and slot_dim != orderless.slot_dim:
             raise ValueError(f"slot_dim={slot_dim} does not match the orderless model's Dz={orderless.slot_dim}")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if matching not in ("greedy", "hungarian"):
-            raise ValueError(f"matching must be 'greedy' or 'hungarian', got {matching!r}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
         if scene_dim < 1:
             raise ValueError(f"scene_dim must be >= 1, got {scene_dim}")
-        given_prior = None if slot_prior is None or isinstance(slot_prior, str) else slot_prior
-        networks = _networks(variant, slot_prior=None if given_prior is not None else slot_prior,
-                             scale_net=scale_net, scene_encoder=scene_encoder)
+        if likelihood is not None and sigma is not None:
+            raise ValueError(f"sigma={sigma} is the default likelihood's; the likelihood given, {likelihood!r}, "
+                             "has its own")
+        if not callable(matcher):
+            raise ValueError(f"matcher must be a function cost (B, K, K) -> permutation (B, K), got {matcher!r} "
+                             "(lom_pyro.registry names the shipped ones)")
+        if likelihood is not None and not (callable(likelihood) and hasattr(likelihood, "sigma")):
+            raise ValueError(f"likelihood must be a callable (rgb, mask_logits) -> distribution with a sigma "
+                             f"(lom_pyro.likelihoods), got {likelihood!r}")
+        if share_prior_and_scale_nets and scale_net is not None:
+            raise ValueError("share_prior_and_scale_nets makes f'_φ the slot prior's own network; "
+                             "give it or a scale_net, not both")
         self.orderless = orderless
         self.num_slots = k = int(orderless.num_slots)
         self.slot_dim = dz = int(orderless.slot_dim)
         self.image_shape = tuple(orderless.image_shape)
         self.scene_dim = scene_dim
         self.scene_prior = as_scene_prior(scene_prior, scene_dim)
-        self.matching = matching
-        self.likelihood = likelihood
-        self.mixture_per_channel = bool(getattr(orderless, "mixture_per_channel", False))
-        self.sigma = float(sigma)
+        self.matcher = matcher
+        self.likelihood = likelihood if likelihood is not None else GaussianLikelihood(
+            sigma if sigma is not None else orderless.sigma)
         self.reuse_orderless_scales = reuse_orderless_scales
         self.scene_free_bits = 0.25 * scene_dim if scene_free_bits is None else scene_free_bits
         self.slot_free_bits = slot_free_bits
         self.score_orderless = True
-        width = dz if prior_width is None else int(prior_width)
-        if width != dz and (given_prior is not None or networks["slot_prior"] != "transformer"):
-            raise ValueError(f"prior_width={prior_width} needs slot_prior='transformer' (SRI's LSTM prior "
-                             f"feeds Dz-wide slots back in; a prior object is built with its own width), "
-                             f"got slot_prior={slot_prior if isinstance(slot_prior, str) else given_prior!r}")
-        if width != dz and share_prior_and_scale_nets:
-            raise ValueError(f"share_prior_and_scale_nets needs prior_width = Dz = {dz} (f'_φ reads Dz-wide "
-                             f"means), got prior_width={prior_width}")
-        # §3.1: the slot prior — f_θ with its two linear heads unless another is given
-        if given_prior is not None:
-            self.slot_prior = check_slot_prior(given_prior, k, dz, scene_dim)
-        elif networks["slot_prior"] == "transformer":
-            self.slot_prior = ChainPrior(k, dz, scene_dim, depth=prior_depth, width=width)
-        else:
-            self.slot_prior = AutoregressivePrior(k, dz, scene_dim)
-        # §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ and w_φ
-        self.scene_encoder = (SetEncoder(dz, scene_dim, depth=encoder_depth, sum_pooling=sum_pooling)
-                              if networks["scene_encoder"] == "transformer"
-                              else RelationEncoder(dz, scene_dim, depth=encoder_depth))
+        # §3.1: the slot prior; §3.2: scene encoder g_φ with its heads, order-aware scale net f'_φ
+        # and w_φ (the defaults are built in this order, so a seeded LOM starts where it did)
+        self.slot_prior = check_slot_prior(slot_prior if slot_prior is not None else ChainPrior(k, dz, scene_dim),
+                                           k, dz, scene_dim)
+        self.scene_encoder = (scene_encoder if scene_encoder is not None
+                              else set_scene_encoder(k, dz, scene_dim))
         self.scene_loc = nn.Linear(scene_dim, scene_dim)
         self.scene_scale = nn.Linear(scene_dim, scene_dim)
         if share_prior_and_scale_nets:
-            kind = slot_prior_name(self.slot_prior)
-            if networks["scale_net"] != kind:
-                raise ValueError("share_prior_and_scale_nets needs scale_net and slot_prior of one kind, got "
-                                 f"{networks['scale_net']!r} and {kind!r}")
-            self.scale_net = self.slot_prior.net
+            net, width = getattr(self.slot_prior, "net", None), getattr(self.slot_prior, "width", None)
+            if net is None or width != dz:
+                raise ValueError(f"share_prior_and_scale_nets needs a slot prior with a network `net` of width "
+                                 f"Dz = {dz} (f'_φ reads Dz-wide means), got {type(self.slot_prior).__name__} "
+                                 f"of width {width}")
+            self.scale_net = net
         else:
-            self.scale_net = (CausalTransformer(scene_dim, dz, k, depth=scale_depth, learned_tokens=False)
-                              if networks["scale_net"] == "transformer" else LSTMChain(scene_dim, dz))
+            self.scale_net = scale_net if scale_net is not None else transformer_scales(k, dz, scene_dim)
         self.scale_head = nn.Linear(dz, dz)
         xavier_init(nn.ModuleList([self.scene_loc, self.scene_scale, self.scale_head]))
         self.decoder = decoder if decoder is not None else orderless.make_decoder()
@@ -228,14 +205,17 @@ class LOM(PyroModule):
         Its training config, step count and metrics are in ``lom.pretrained_info``. The
         default, ``stacks32_diffusion``, is ``stacks32_ar`` generating with a diffusion slot
         prior fitted to its aggregate posterior (its sharpest samples)."""
-        from lom_pyro.models.pretrained import load_pretrained
-
-        module, info = load_pretrained(name_or_path, device)
+        module, info = load_pretrained(name_or_path, device, lom_class=cls)
         if not isinstance(module, cls):
             raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, "
                              f"not a {cls.__name__}")
         module.pretrained_info = info
         return module
+
+    @property
+    def sigma(self) -> float:
+        """The likelihood's σ (GECO's goals are set in its units)."""
+        return self.likelihood.sigma
 
     # -- deterministic pieces --------------------------------------------------------------
     def use_slot_prior(self, prior: SlotPrior) -> None:
@@ -283,8 +263,7 @@ class LOM(PyroModule):
         """The image as the LOM likelihood sees it: the orderless model's frame (its
         ``observation(x)``, e.g. EMORL maps [-1, 1] to [0, 1]), since the LOM reuses its
         decoder architecture. Images returned by :meth:`sample` are in this frame."""
-        observe = getattr(self.orderless, "observation", None)
-        return observe(x) if observe is not None else x
+        return self.orderless.observation(x)
 
     # -- Pyro programs ---------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> None:
@@ -314,8 +293,7 @@ class LOM(PyroModule):
                 z = pyro.sample(OBJECTS, self.slot_prior_distribution(s.squeeze(-2), temperature),
                                 infer={"geco_group": OBS})                                      # (B, K, Dz)
             rgb, logits = self.decode(z)
-            image = image_likelihood(rgb.unsqueeze(1), logits.unsqueeze(1), self.sigma, self.likelihood,
-                                     per_channel=self.mixture_per_channel)
+            image = self.likelihood(rgb.unsqueeze(1), logits.unsqueeze(1))
             pyro.sample(OBS, image, obs=None if x is None else self.observation(x).unsqueeze(1))
         return z
 
@@ -345,7 +323,7 @@ class LOM(PyroModule):
                 prior_loc = self.slot_prior.means(s)
             scales = order_aware_scale(scale_fn=lambda loc: self.order_aware_scales(s, loc),
                                        reuse_orderless_scales=self.reuse_orderless_scales)
-            with plates.slots, scales, align(prior_loc=prior_loc, method=self.matching):   # steps 4, 5
+            with plates.slots, scales, align(prior_loc=prior_loc, method=self.matcher):   # steps 4, 5
                 return pyro.sample(OBJECTS, dist.Normal(posterior.loc, posterior.scale).to_event(1),
                                    infer={"free_bits": self.slot_free_bits, "geco_group": OBS})
 
@@ -415,26 +393,6 @@ class LOM(PyroModule):
         return self.render(enc.slots_loc, enc.s)
 
 
-
-
-def _networks(variant: str | None, **chosen: str | None) -> dict[str, str]:
-    """The three network options: the variant's, overridden by those given (which must
-    agree with an explicitly named variant)."""
-    if variant is not None and variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    base = VARIANTS[variant or "paper"]
-    allowed = {"slot_prior": ("transformer", "lstm"), "scale_net": ("transformer", "lstm"),
-               "scene_encoder": ("transformer", "relation")}
-    out = dict(base)
-    for name, value in chosen.items():
-        if value is None:
-            continue
-        if value not in allowed[name]:
-            raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
-        if variant is not None and value != base[name]:
-            raise ValueError(f"variant={variant!r} has {name}={base[name]!r}, got {name}={value!r}")
-        out[name] = value
-    return out
 
 
 def _rename_old_keys(state_dict, prefix, *args) -> None:

@@ -17,7 +17,8 @@ from torch import nn
 from lom_pyro.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from lom_pyro.models.assemble import Architecture, assemble
 
-__all__ = ["PRETRAINED_DIR", "available", "load_pretrained", "save_pretrained", "pretrained_path"]
+__all__ = ["PRETRAINED_DIR", "available", "is_pretrained_file", "load_pretrained", "module_of_pretrained",
+           "save_pretrained", "pretrained_path"]
 
 #: where the package's own pretrained models live
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -41,14 +42,27 @@ def pretrained_path(name_or_path: str | os.PathLike) -> Path:
     return shipped
 
 
-def load_pretrained(name_or_path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The module (in eval mode) and its ``info`` (training config, steps, metrics)."""
+def is_pretrained_file(payload: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint is a pretrained file (not a training checkpoint)."""
+    return {"architecture", "model"} <= set(payload)
+
+
+def load_pretrained(name_or_path: str | os.PathLike, device: str = "cpu", *,
+                    lom_class: type | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The module (in eval mode) and its ``info`` (training config, steps, metrics). A LOM is
+    built as ``lom_class`` (:class:`~lom_pyro.models.LOM`, or a subclass of it); an orderless
+    model alone needs none. ``LOM.from_pretrained`` is the usual way in."""
     path = pretrained_path(name_or_path)
-    payload = load_checkpoint(path, map_location=device)
-    if not {"architecture", "model"} <= set(payload):
+    return module_of_pretrained(load_checkpoint(path, map_location=device), path, device, lom_class=lom_class)
+
+
+def module_of_pretrained(payload: dict[str, Any], path: str | os.PathLike, device: str = "cpu", *,
+                         lom_class: type | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_pretrained` of a file already read (``payload``, from ``path``)."""
+    if not is_pretrained_file(payload):
         raise CheckpointError(f"{path}: not a pretrained model (a training checkpoint? use load_trained for those)")
     try:
-        module = assemble(Architecture(**payload["architecture"]))
+        module = assemble(Architecture(**payload["architecture"]), lom_class)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its architecture cannot be built by this lom_pyro ({err})") from None
     load_weights(module, payload["model"], f"{path}: its weights do not fit its architecture")

@@ -20,17 +20,17 @@ unless a goal names it (EMORL's intermediate refinement images).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-import pyro
 import torch
 from pyro.distributions.util import is_validation_enabled
 from torch import Tensor, nn
 
-from lom_pyro.sites import BATCH_PLATE, SLOTS_PLATE
+from lom_pyro.infer.geco import GECOConfig
+from lom_pyro.plates import Plates, make_plates
 
-__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "make_plates", "standalone", "check_images", "size_overrides",
-           "check_positive_integers"]
+__all__ = ["SlotPosterior", "Plates", "OrderlessModel", "OrderlessDefaults", "missing_members", "make_plates",
+           "standalone", "check_images", "size_overrides", "check_positive_integers"]
 
 
 @dataclass(frozen=True)
@@ -50,29 +50,21 @@ class SlotPosterior:
         return SlotPosterior(self.loc.detach(), self.scale.detach(), self.sample.detach())
 
 
-class Plates(NamedTuple):
-    """The batch plate (``dim=-2``) and the slots plate (``dim=-1``) of one program run.
-
-    Pyro refuses to build the same plate twice in one program, so the caller builds
-    them once (:func:`make_plates`) and every component re-enters them.
-    """
-
-    batch: pyro.plate
-    slots: pyro.plate
-
-
-def make_plates(batch_size: int, num_slots: int) -> Plates:
-    """Build the two plates for one run of a model or guide."""
-    return Plates(pyro.plate(BATCH_PLATE, batch_size, dim=-2), pyro.plate(SLOTS_PLATE, num_slots, dim=-1))
-
-
 @runtime_checkable
 class OrderlessModel(Protocol):
-    """Structural type of an auxiliary orderless VAE (e.g. :class:`lom_pyro.EMORL`)."""
+    """Structural type of an auxiliary orderless VAE (e.g. :class:`lom_pyro.EMORL`): every
+    member that the LOM, training and evaluation read. ``isinstance(m, OrderlessModel)``
+    checks that all are present; :class:`OrderlessDefaults` supplies the last three."""
 
     num_slots: int
     slot_dim: int
     image_shape: tuple[int, int, int]
+    #: σ of its image likelihood: a LOM's default σ, and what GECO goals are checked against
+    sigma: float
+    #: a mixture likelihood mixes each colour channel (True) or whole pixels; a LOM's mixture does the same
+    mixture_per_channel: bool
+    #: its own decoder (``lom_decoder_init='orderless'`` starts the LOM decoder as a copy)
+    decoder: nn.Module
 
     def model(self, x: Tensor, plates: Plates) -> None: ...
 
@@ -90,8 +82,39 @@ class OrderlessModel(Protocol):
         LOM decoder; a model without such options raises ``TypeError`` for any."""
         ...
 
-    # Optional: ``observation(x) -> Tensor`` maps input images to the frame the likelihood
-    # observes (EMORL: [-1, 1] -> [0, 1]); the LOM observes the same frame. Identity if absent.
+    def observation(self, x: Tensor) -> Tensor:
+        """Input images ``[-1, 1]`` in the frame the likelihood observes (EMORL: [0, 1]); the LOM
+        observes the same frame, and figures map it back to [0, 1]."""
+        ...
+
+    def geco_config(self, goal: float, *, step_size: float, speedup: float | None,
+                    warmup_steps: int) -> GECOConfig:
+        """Its GECO constraint on the reconstruction with this ``goal`` (EMORL's own form;
+        GENESIS-v2 takes the core one)."""
+        ...
+
+
+class OrderlessDefaults:
+    """The usual answers to the last three members of :class:`OrderlessModel`, for a model
+    to inherit: the likelihood observes the images as they come, a mixture mixes whole
+    pixels, and the GECO constraint is the core (GENESIS) form with β ≤ 1."""
+
+    mixture_per_channel: bool = False
+
+    def observation(self, x: Tensor) -> Tensor:
+        return x
+
+    def geco_config(self, goal: float, *, step_size: float = 1e-6, speedup: float | None = None,
+                    warmup_steps: int = 0) -> GECOConfig:
+        return GECOConfig(goal=goal, step_size=step_size, speedup=speedup, warmup_steps=warmup_steps, beta_max=1.0)
+
+
+_MEMBERS = (*OrderlessModel.__annotations__, "model", "guide", "decode", "make_decoder", "observation", "geco_config")
+
+
+def missing_members(module: object) -> list[str]:
+    """The members of :class:`OrderlessModel` that ``module`` lacks."""
+    return [name for name in _MEMBERS if not hasattr(module, name)]
 
 
 class _Standalone(nn.Module):

@@ -80,8 +80,8 @@ from lom_pyro.nn.encoders import ConvTokenEncoder
 from lom_pyro.nn.refinement import RefinementNetwork
 from lom_pyro.nn.slot_attention import StochasticSlotAttention, softplus_to_std
 from lom_pyro.ops import compose
-from lom_pyro.orderless.base import (Plates, SlotPosterior, check_images, check_positive_integers, make_plates,
-                                     size_overrides)
+from lom_pyro.orderless.base import SlotPosterior, check_images, check_positive_integers, size_overrides
+from lom_pyro.plates import Plates, make_plates
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 __all__ = ["EMORL", "ConditionalSlotPrior", "PRESETS", "iteration_weights"]
@@ -233,7 +233,7 @@ class EMORL(PyroModule):
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
         if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+            raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)}, got {likelihood!r}")
         if target_range not in TARGET_RANGES:
             raise ValueError(f"target_range must be one of {TARGET_RANGES}, got {target_range!r}")
         if free_bits is not None and not free_bits >= 0:

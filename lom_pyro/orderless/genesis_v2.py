@@ -53,7 +53,9 @@ from lom_pyro.nn.decoders import BroadcastDeconvDecoder
 from lom_pyro.nn.icsbp import KERNELS, InstanceColouringSBP
 from lom_pyro.nn.unet import ConvGNReLU, UNet
 from lom_pyro.ops import compose
-from lom_pyro.orderless.base import Plates, SlotPosterior, check_images, check_positive_integers, size_overrides
+from lom_pyro.orderless.base import (OrderlessDefaults, SlotPosterior, check_images, check_positive_integers,
+                                     size_overrides)
+from lom_pyro.plates import Plates
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 
 __all__ = ["GenesisV2", "PRESETS", "pool_by_masks"]
@@ -78,7 +80,7 @@ def pool_by_masks(masks: Tensor, features: Tensor, eps: float = 1e-5) -> Tensor:
     return summed / (weights.sum(-1, keepdim=True) + eps)
 
 
-class GenesisV2(PyroModule):
+class GenesisV2(OrderlessDefaults, PyroModule):
     """GENESIS-v2 as an :class:`~lom_pyro.orderless.OrderlessModel`; see the module docstring.
 
     :param num_slots: K (9 ShapeStacks, 7 Objects Room / CLEVR6).
@@ -115,7 +117,7 @@ class GenesisV2(PyroModule):
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
         if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+            raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)}, got {likelihood!r}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.num_slots = num_slots

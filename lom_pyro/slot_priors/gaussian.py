@@ -34,6 +34,7 @@ class _GaussianHeads(nn.Module):
         super().__init__()
         self.num_slots, self.slot_dim, self.scene_dim = int(num_slots), int(slot_dim), int(scene_dim)
         self.net = net
+        self.width = width
         self.loc_head = nn.Linear(width, slot_dim)
         self.scale_head = nn.Linear(width, slot_dim)
         xavier_init(nn.ModuleList([self.loc_head, self.scale_head]))

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -14,6 +17,7 @@ from lom_pyro.checkpoint import CheckpointError, checkpoint_file, load_checkpoin
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models.assemble import Architecture, assemble
 from lom_pyro.models.lom import LOM
+from lom_pyro.models.pretrained import is_pretrained_file, module_of_pretrained, pretrained_path
 from lom_pyro.sites import OBS, ORDERLESS_OBS
 from lom_pyro.training.config import LIKELIHOOD_CHOICES, TrainConfig
 
@@ -22,7 +26,7 @@ ORDERLESS_STAGE = "orderless"
 MAIN_STAGE = "main"
 
 __all__ = ["architecture", "build", "parameter_groups", "load_orderless", "load_initial_weights", "load_trained",
-           "config_of", "copy_orderless_decoder"]
+           "load_model", "Trained", "config_of", "copy_orderless_decoder"]
 
 
 def _check_goal(name: str, goal: float, sigma: float | None) -> None:
@@ -46,22 +50,20 @@ def architecture(config: TrainConfig) -> Architecture:
 
 def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
-    module = assemble(architecture(config))
+    module = assemble(architecture(config), LOM)
     orderless = module.orderless if isinstance(module, LOM) else module
-    _check_goal("orderless_goal", config.orderless_goal, getattr(orderless, "sigma", None))
+    _check_goal("orderless_goal", config.orderless_goal, orderless.sigma)
     geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
-    # the orderless model's own GECO form where it has one (EMORL's), else the core's
-    own_form = getattr(orderless, "geco_config", None)
-    goals = {ORDERLESS_OBS: own_form(config.orderless_goal, **geco) if own_form
-             else GECOConfig(goal=config.orderless_goal, beta_max=1.0, **geco)}
+    # the orderless model's own GECO form (EMORL's; the core's for GENESIS-v2)
+    goals = {ORDERLESS_OBS: orderless.geco_config(config.orderless_goal, **geco)}
     if isinstance(module, LOM):
         _check_goal("goal", config.goal, module.sigma)
         # A.4.2: LOM-EMORL runs EMORL's GECO code for the LOM's constraint too (its additive
         # update: β falls like 1/t while the goal is unmet); "genesis" is the multiplicative
         # form. Either way β ≤ 1 by default: the KL weight returns to 1 (a valid ELBO) once the
         # goal is met; lom_beta_max > 1 lets it rise further (SRI's clamp is 1e10).
-        if config.lom_geco == "orderless" and own_form:
-            goals[OBS] = dataclasses.replace(own_form(config.goal, **geco), beta_max=config.lom_beta_max)
+        if config.lom_geco == "orderless":
+            goals[OBS] = dataclasses.replace(orderless.geco_config(config.goal, **geco), beta_max=config.lom_beta_max)
         else:
             goals[OBS] = GECOConfig(goal=config.goal, beta_max=config.lom_beta_max, **geco)
     return module, GECO(LOMELBO(), goals)
@@ -106,17 +108,12 @@ def copy_orderless_decoder(lom: LOM) -> None:
     'orderless'). The ordered posterior is centred on the aligned orderless means (§3.2), which
     that decoder already maps to images, so the LOM begins from the orderless reconstructions
     and its stage spends its steps on the prior instead of relearning to decode."""
-    source = getattr(lom.orderless, "decoder", None)
-    if not isinstance(source, nn.Module):
-        raise ValueError(f"lom_decoder_init='orderless': {type(lom.orderless).__name__} has no decoder module to copy")
-    _weights_for(lom.decoder, source.state_dict(), "lom_decoder_init='orderless'")
+    _weights_for(lom.decoder, lom.orderless.decoder.state_dict(), "lom_decoder_init='orderless'")
 
 
 def load_initial_weights(module: nn.Module, source: str) -> None:
     """Start from trained weights (``init_from``): a shipped pretrained name such as
     ``stacks32``, a file written by ``lom-pyro export``, or a training checkpoint."""
-    from lom_pyro.models.pretrained import pretrained_path
-
     path = pretrained_path(source)
     payload = load_checkpoint(path)
     # a file's own config (a checkpoint's, or the one an exported file records) says how it was built
@@ -146,6 +143,10 @@ def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig
     (``path``: the file, or a run folder)."""
     path = str(checkpoint_file(path))
     payload = load_checkpoint(path, map_location=device)
+    return _module_of_checkpoint(payload, path, device)
+
+
+def _module_of_checkpoint(payload: dict[str, Any], path: str, device: str) -> tuple[nn.Module, TrainConfig]:
     config = config_of(payload, path)
     if payload.get("stage") == ORDERLESS_STAGE:   # stage 1 of a two-stage run: the orderless model alone
         config = dataclasses.replace(config, lom=False)
@@ -153,3 +154,34 @@ def load_trained(path: str, device: str = "cpu") -> tuple[nn.Module, TrainConfig
     load_weights(module, _field(payload, "model", path),
                  f"checkpoint {path}: its weights do not fit the model of its own config")
     return module.to(device).eval(), config
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained module and what is known of it.
+
+    :ivar module: the LOM or orderless model, in eval mode.
+    :ivar config: the config it was trained with.
+    :ivar architecture: what it is made of (a fitted slot prior included).
+    :ivar info: step, metrics and source (a pretrained file's ``info``).
+    """
+
+    module: nn.Module
+    config: TrainConfig
+    architecture: Architecture
+    info: dict[str, Any]
+
+
+def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Trained:
+    """The one loader of every command that takes a trained model: a shipped pretrained name
+    (``stacks32_ar``), a file written by ``lom-pyro export`` or ``fit-prior``, a training
+    checkpoint or its run folder. The file is read once."""
+    path = pretrained_path(name_or_path)
+    path = Path(checkpoint_file(path)) if path.is_dir() else path
+    payload = load_checkpoint(path, map_location=device)
+    if is_pretrained_file(payload):
+        module, info = module_of_pretrained(payload, path, device, lom_class=LOM)
+        return Trained(module, config_of(info, str(path)), Architecture(**payload["architecture"]), info)
+    module, config = _module_of_checkpoint(payload, str(path), device)
+    info = {"config": payload["config"], "step": int(payload.get("step", 0)), "metrics": {}, "source": path.name}
+    return Trained(module, config, architecture(config), info)

@@ -12,15 +12,16 @@ import types
 import typing
 from typing import Any
 
-from lom_pyro.models.assemble import ORDERLESS_CLASSES
+from lom_pyro import registry
 from lom_pyro.training.config import (AMP_MODES, HELP, LIKELIHOOD_CHOICES, LOM_DECODER_INITS, LOM_GECO_FORMS,
                                       PRESETS, TrainConfig, config_from_preset, read_config_file)
 
 __all__ = ["configure", "run"]
 
 # the options with a fixed set of values
-_CHOICES = {"orderless": tuple(ORDERLESS_CLASSES), "scene_prior": ("normal", "mixture"), "lom_geco": LOM_GECO_FORMS,
-            "lom_decoder_init": LOM_DECODER_INITS, "amp": AMP_MODES, "likelihood": tuple(LIKELIHOOD_CHOICES)}
+_CHOICES = {"orderless": registry.names("orderless"), "scene_prior": registry.names("scene_prior"),
+            "lom_geco": LOM_GECO_FORMS, "lom_decoder_init": LOM_DECODER_INITS, "amp": AMP_MODES,
+            "likelihood": tuple(LIKELIHOOD_CHOICES)}
 _RUN_FLAGS = ("command", "preset", "config", "resume", "overwrite", "debug")  # not config fields
 
 

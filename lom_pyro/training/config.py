@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lom_pyro.data.presets import DATASET_PRESETS
-from lom_pyro.models.assemble import ORDERLESS_CLASSES
+from lom_pyro import registry
 
 __all__ = ["TrainConfig", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERRIDES", "config_from_preset",
            "read_config_file", "type_error", "with_absolute_paths"]
@@ -100,14 +100,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.figure_every < 1:
             raise ValueError(f"figure_every must be >= 1, got {self.figure_every}")
-        if self.orderless not in ORDERLESS_CLASSES:
-            raise ValueError(f"orderless must be one of {sorted(ORDERLESS_CLASSES)}, got {self.orderless!r}")
+        if self.orderless not in registry.names("orderless"):
+            raise ValueError(f"orderless must be one of {registry.names('orderless')}, got {self.orderless!r}")
         if self.lom_geco not in LOM_GECO_FORMS:
             raise ValueError(f"lom_geco must be one of {LOM_GECO_FORMS}, got {self.lom_geco!r}")
         if not (math.isfinite(self.lom_beta_max) and self.lom_beta_max >= 1):
             raise ValueError(f"lom_beta_max must be a finite number >= 1 (β starts at 1), got {self.lom_beta_max}")
-        if self.scene_prior not in ("normal", "mixture"):
-            raise ValueError(f"scene_prior must be 'normal' or 'mixture', got {self.scene_prior!r}")
+        if self.scene_prior not in registry.names("scene_prior"):
+            raise ValueError(f"scene_prior must be one of {registry.names('scene_prior')}, got {self.scene_prior!r}")
         if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
             raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
                              "or orderless_steps")

@@ -39,25 +39,15 @@ CACHE_SEED = 50_000        # the scenes of the cache (training uses 0.., held-ou
 TEMPERATURES = (0.6, 0.8, 1.0)
 
 def load_source(name_or_path: str, device: str = "cpu") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """A trained LOM from a shipped name, a pretrained file or a training checkpoint: the
-    module, its architecture (as a dict) and its info (training config, step, metrics)."""
-    from lom_pyro.checkpoint import load_checkpoint
+    """A trained LOM (see :func:`~lom_pyro.training.build.load_model`): the module, its
+    architecture (as a dict) and its info (training config, step, metrics)."""
     from lom_pyro.models import LOM
-    from lom_pyro.models.pretrained import load_pretrained, pretrained_path
-    from lom_pyro.training.build import architecture, load_trained
+    from lom_pyro.training.build import load_model
 
-    path = pretrained_path(name_or_path)
-    payload = load_checkpoint(path, map_location=device)
-    if "architecture" in payload:
-        module, info = load_pretrained(path, device)
-        arch = dict(payload["architecture"])
-    else:
-        module, config = load_trained(str(path), device)
-        arch = architecture(config).as_dict()
-        info = {"config": payload["config"], "step": int(payload["step"]), "metrics": {}, "source": path.name}
-    if not isinstance(module, LOM):
+    trained = load_model(name_or_path, device)
+    if not isinstance(trained.module, LOM):
         raise ValueError(f"{name_or_path}: an orderless model alone has no slot prior to fit; give a LOM")
-    return module, arch, info
+    return trained.module, trained.architecture.as_dict(), trained.info
 
 
 def _batch(cache: dict[str, Tensor], index: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -233,12 +223,13 @@ def prior_report(lom: nn.Module, cache: dict[str, Tensor], fit_index: Tensor, he
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from lom_pyro.slot_priors import FITTED_PRIORS
+    from lom_pyro import registry
 
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("source", help="a trained LOM: a shipped name (stacks32_ar), a pretrained file or a "
                         "checkpoint.pt of lom-pyro train")
-    parser.add_argument("--prior", required=True, choices=FITTED_PRIORS, help="the slot prior to fit")
+    parser.add_argument("--prior", required=True, choices=registry.fitted_slot_priors(),
+                        help="the slot prior to fit (lom_pyro.registry's fitted slot priors)")
     parser.add_argument("--out", required=True, help="the pretrained file to write: a .pt path, or a name to ship "
                         "inside the package")
     parser.add_argument("--options", type=json.loads, default={}, metavar="JSON",
@@ -282,7 +273,8 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The whole job: load, cache, fit, report, write. :return: the file and its report."""
     from lom_pyro.models.assemble import Architecture
     from lom_pyro.models.pretrained import save_pretrained
-    from lom_pyro.slot_priors import build_slot_prior, trained_prior
+    from lom_pyro import registry
+    from lom_pyro.slot_priors import trained_prior
     from lom_pyro.training.posterior_cache import posterior_cache
 
     out = _check(args)
@@ -295,8 +287,8 @@ def fit(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
                          "scenes of the dataset the LOM was trained on (stacks, room or sprites)")
     reference = trained_prior(lom.slot_prior)   # refitting a fitted model starts from its reference
     torch.manual_seed(args.seed)   # the prior is built before the cache, so its options are checked first
-    prior = build_slot_prior(args.prior, lom.num_slots, lom.slot_dim, lom.scene_dim, reference=reference,
-                             **args.options).to(args.device)
+    prior = registry.build("slot_prior", args.prior, lom.num_slots, lom.slot_dim, lom.scene_dim,
+                           reference=reference, **args.options).to(args.device)
     started = time.monotonic()
     cache = posterior_cache(lom, config["dataset"], int(config["image_size"]), args.scenes, CACHE_SEED,
                             source=str(args.source), path=args.cache, progress=True)

@@ -17,7 +17,8 @@ from pyro.poutine.util import prune_subsample_sites
 from lom_pyro.infer.geco import GECOConfig
 from lom_pyro.likelihoods import MixtureImage
 from lom_pyro.nn.decoders import SpatialBroadcastDecoder
-from lom_pyro.orderless.base import OrderlessModel, SlotPosterior, make_plates, standalone
+from lom_pyro.orderless.base import OrderlessModel, SlotPosterior, standalone
+from lom_pyro.plates import make_plates
 from lom_pyro.orderless.emorl import EMORL, PRESETS, iteration_weights
 from lom_pyro.sites import ORDERLESS_OBS, ORDERLESS_SLOTS
 

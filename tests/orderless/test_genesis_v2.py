@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro import poutine
 
+from lom_pyro.models.assemble import Architecture, lom_arguments
 from lom_pyro import LOM, LOMELBO
 from lom_pyro.nn.decoders import BroadcastDeconvDecoder
 from lom_pyro.nn.icsbp import InstanceColouringSBP, straight_through_clamp
 from lom_pyro.nn.unet import UNet
-from lom_pyro.orderless.base import OrderlessModel, make_plates, standalone
+from lom_pyro.orderless.base import OrderlessModel, standalone
+from lom_pyro.plates import make_plates
 from lom_pyro.orderless.genesis_v2 import PRESETS, GenesisV2, pool_by_masks
 from lom_pyro.sites import OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE
 
@@ -250,7 +252,8 @@ def test_bad_input():
 
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_the_lom_forms_its_mixture_as_its_orderless_model_does(per_channel):
-    lom = LOM(tiny(likelihood="mixture", mixture_per_channel=per_channel), scene_dim=6, likelihood="mixture")
+    orderless = tiny(likelihood="mixture", mixture_per_channel=per_channel)
+    lom = LOM(orderless, **lom_arguments(Architecture(lom_kwargs={"scene_dim": 6, "likelihood": "mixture"}), orderless))
     x = images()
     model = poutine.trace(poutine.replay(lom.model, trace=poutine.trace(lom.guide).get_trace(x))).get_trace(x)
     assert model.nodes[OBS]["fn"].per_channel is per_channel
