@@ -2,7 +2,7 @@
 at a time, at the quickstart shapes (EMORL alone, 32 px, K = 6), batch 32.
 
 Four variants: eager and compiled steps back to back, and both again with a figure drawn
-after every step as the training loop draws them (``lom_pyro.assess.write_figure`` on 8
+after every step as the training loop draws them (``lom_pyro.evaluation.assess.write_figure`` on 8
 held-out scenes: the networks run in eval mode, without gradients, at batch 8). Each variant
 runs in its own child process (a compiled one first takes ``--warmup`` steps to compile);
 the children alternate, ``--rounds`` times each, so load from other processes falls on all
@@ -42,7 +42,7 @@ def child(compiled: bool, figures: bool, batch: int, steps: int, warmup: int, th
     import pyro
     import torch
 
-    from lom_pyro.assess import write_figure
+    from lom_pyro.evaluation.assess import write_figure
 
     from lom_pyro.models import programs
     from lom_pyro.training import build, config_from_preset

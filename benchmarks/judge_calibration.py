@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 
 from lom_pyro import LOM
-from lom_pyro.assess import reconstructions, sample_images, unit_frame
+from lom_pyro.evaluation.assess import reconstructions, sample_images, unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.labels import contact_sheet
 from lom_pyro.metrics.structure import TouchingCriterion, sharp_flags, touching_flags

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lom_pyro.assess import unit_frame
+from lom_pyro.evaluation.assess import unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.structure import structure_accuracy
 from lom_pyro.slot_priors import ChainPrior

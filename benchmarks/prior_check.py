@@ -23,7 +23,7 @@ from pathlib import Path
 import pyro.distributions as dist
 import torch
 
-from lom_pyro.assess import unit_frame
+from lom_pyro.evaluation.assess import unit_frame
 from lom_pyro.checkpoint import load_checkpoint
 from lom_pyro.metrics.structure import analyse_stack, structure_accuracy
 from lom_pyro import registry

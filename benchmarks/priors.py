@@ -26,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro import LOM
-from lom_pyro import registry
+from lom_pyro import LOM, registry
 from lom_pyro.training.fit_prior import CACHE_SEED, TEMPERATURES, prior_report
 from lom_pyro.training.posterior_cache import posterior_cache
 

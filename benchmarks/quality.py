@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro.assess import decomposition_metrics, evaluate_module, s_acc_of_samples, sample_images
+from lom_pyro.evaluation.assess import decomposition_metrics, evaluate_module, s_acc_of_samples, sample_images
 from lom_pyro.training import config_from_preset, held_out, load_trained, train
 from lom_pyro.training.log import RunLog
 from lom_pyro.viz import colour_masks, panel, plot_curves

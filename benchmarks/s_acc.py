@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from lom_pyro.assess import EVAL_SEED, evaluation_mode, s_acc_of_samples, sample_images
+from lom_pyro.evaluation.assess import EVAL_SEED, evaluation_mode, s_acc_of_samples, sample_images
 from lom_pyro.viz import panel
 from lom_pyro.training.build import load_model
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from lom_pyro import LOM
-from lom_pyro.assess import EVAL_SEED, evaluation_mode, sample_images
+from lom_pyro.evaluation.assess import EVAL_SEED, evaluation_mode, sample_images
 from lom_pyro.metrics.structure import structure_accuracy
 
 TEMPERATURES = (0.25, 0.5, 0.65, 0.8, 1.0)   # τ = 0 would decode one image, the prior mode, n times

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from lom_pyro import LOM, LOMELBO
-from lom_pyro.assess import evaluate_module
-from lom_pyro.evaluate import markdown_table, visualize
+from lom_pyro.evaluation.assess import evaluate_module
+from lom_pyro.evaluation.report import markdown_table, visualize
 from lom_pyro.infer.iwae import iwae_bound, log_weights
 from lom_pyro.orderless.base import SlotPosterior
 from lom_pyro.sites import OBJECTS, OBS, SCENE
@@ -95,7 +95,7 @@ class PixelCopy(ToyOrderless):
 def test_structure_accuracy_of_reconstructions(blur, expected):
     """The ceiling on sample S-Acc: exact reconstructions of stacks pass, blurred ones fail."""
     from lom_pyro.data.procedural import generate
-    from lom_pyro.assess import decomposition_metrics
+    from lom_pyro.evaluation.assess import decomposition_metrics
 
     scenes = generate("stacks", 8, 32, seed=4)
     evaluation = {"images": scenes.model_images(),
@@ -111,7 +111,7 @@ def test_s_acc_of_samples_judges_and_writes_the_sheet(tmp_path):
     each judge's verdict on those 100 beside it."""
     import json
 
-    from lom_pyro.assess import s_acc_of_samples
+    from lom_pyro.evaluation.assess import s_acc_of_samples
     from lom_pyro.metrics.structure import wilson_interval
 
     torch.manual_seed(0)

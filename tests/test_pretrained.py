@@ -71,7 +71,7 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
 
 @pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion"])
 def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name):
-    from lom_pyro.assess import decomposition_metrics
+    from lom_pyro.evaluation.assess import decomposition_metrics
     from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
     from lom_pyro.training import TrainConfig, held_out
 

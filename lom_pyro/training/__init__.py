@@ -7,9 +7,10 @@ scalar log and the held-out monitor. Layout, in dependency order:
 * :mod:`~lom_pyro.training.state` — checkpoints (atomic, last N kept) and RNG states;
 * :mod:`~lom_pyro.training.log` — ``log.jsonl`` and the curves;
 * :mod:`~lom_pyro.training.loop` — :func:`train` and :func:`resume`;
-* :mod:`~lom_pyro.training.cli` — ``lom-pyro train``.
+* :mod:`~lom_pyro.training.export`, :mod:`~lom_pyro.training.fit_prior` — pretrained files
+  from a run, and a slot prior fitted afterwards.
 
-Evaluation (``lom-pyro evaluate``) depends on this package; nothing here imports it.
+The command line (:mod:`lom_pyro.cli`) sits above this package; nothing here imports it.
 """
 
 from lom_pyro.training.build import build, load_orderless, load_trained, parameter_groups

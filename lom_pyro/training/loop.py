@@ -200,7 +200,7 @@ def _figure(run: _Run, trained: nn.Module, done: int) -> None:
 def _monitor(config: TrainConfig, evaluation: dict[str, Any]):
     """The periodic held-out check on the first ``eval_every_scenes`` scenes: ARI-FG of
     the posteriors and, on ``stacks``, the structure accuracy of τ = 0.8 samples."""
-    from lom_pyro.assess import decomposition_metrics
+    from lom_pyro.evaluation.assess import decomposition_metrics
 
     n = min(config.eval_every_scenes, evaluation["images"].shape[0])
     subset = {**evaluation, "images": evaluation["images"][:n], "masks": evaluation["masks"][:n]}
@@ -247,7 +247,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     :return: the metrics written to ``metrics.json``, or ``{"stopped": reason, "step": n}``
         when the run stopped early.
     """
-    from lom_pyro.assess import evaluate_module, write_figure
+    from lom_pyro.evaluation.assess import evaluate_module, write_figure
 
     check_compile(config.compile, check_device(config.device))
     check_data(config)

@@ -1,8 +1,9 @@
 """The ``lom-pyro`` command line: one sub-command per job.
 
-Each sub-command lives in the module that owns the job and exposes two functions,
-``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit status).
-Modules are imported lazily, so ``lom-pyro convert`` never imports the model code.
+Each sub-command is a module of this package exposing two functions, ``configure(parser)``
+(adds its arguments) and ``run(args) -> int`` (exit status); the work itself is the
+library's. Modules are imported lazily, so ``lom-pyro convert`` never imports the model code.
+Nothing in the library imports this package.
 Errors are one line on stderr; ``--debug`` (anywhere on the line) shows the traceback.
 """
 
@@ -14,13 +15,14 @@ import sys
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("lom_pyro.training.cli", "train a LOM (or an orderless model alone)"),
-    "convert": ("lom_pyro.data.cli", "convert a dataset from its original format to lom_pyro HDF5"),
-    "evaluate": ("lom_pyro.evaluate", "evaluate a checkpoint: metrics to eval.json and eval.md"),
-    "visualize": ("lom_pyro.evaluate", "write sample, interpolation and retrieval figures"),
-    "sample": ("lom_pyro.evaluate", "the same figures from a pretrained model: lom-pyro sample --pretrained stacks32"),
-    "export": ("lom_pyro.training.export", "write a run's checkpoint as a pretrained model file"),
-    "fit-prior": ("lom_pyro.training.fit_prior", "fit a slot prior to a trained LOM's posterior: a new model file"),
+    "train": ("lom_pyro.cli.train", "train a LOM (or an orderless model alone)"),
+    "convert": ("lom_pyro.cli.convert", "convert a dataset from its original format to lom_pyro HDF5"),
+    "evaluate": ("lom_pyro.cli.evaluate", "evaluate a checkpoint: metrics to eval.json and eval.md"),
+    "visualize": ("lom_pyro.cli.evaluate", "write sample, interpolation and retrieval figures"),
+    "sample": ("lom_pyro.cli.evaluate",
+               "the same figures from a pretrained model: lom-pyro sample --pretrained stacks32"),
+    "export": ("lom_pyro.cli.export", "write a run's checkpoint as a pretrained model file"),
+    "fit-prior": ("lom_pyro.cli.fit_prior", "fit a slot prior to a trained LOM's posterior: a new model file"),
 }
 
 

@@ -1,26 +1,20 @@
 """``lom-pyro evaluate`` and ``lom-pyro visualize``: a trained run's checkpoint → metrics
-(``eval.json``, ``eval.md``) and figures. Depends on training (to rebuild the run from its
-config) and on :mod:`lom_pyro.assess`; training never imports this module.
+(``eval.json``, ``eval.md``) and figures (:mod:`lom_pyro.evaluation` computes them).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
-from lom_pyro.assess import CHUNK, evaluate_module, s_acc_of_samples, sample_images, unit_frame, write_figure
+from lom_pyro.evaluation.assess import evaluate_module, s_acc_of_samples, sample_images
+from lom_pyro.evaluation.report import dci_of_slots, fid_of_samples, markdown_table, visualize
 from lom_pyro.models.lom import LOM
 
-__all__ = ["dci_of_slots", "visualize", "markdown_table", "configure_evaluate", "run_evaluate",
-           "configure_visualize", "run_visualize",
-           "configure_sample", "run_sample"]
-
-
-_DISCRETE_FACTORS = {"shape", "material", "color", "colour", "size", "level"}
+__all__ = ["configure_evaluate", "run_evaluate", "configure_visualize", "run_visualize", "configure_sample",
+           "run_sample"]
 
 
 def _evaluation_config(config, data: str | None, scenes: int | None):
@@ -29,52 +23,6 @@ def _evaluation_config(config, data: str | None, scenes: int | None):
     import dataclasses
 
     return dataclasses.replace(config, dataset=data or config.dataset, eval_scenes=scenes or config.eval_scenes)
-
-
-@torch.no_grad()
-def dci_of_slots(module: LOM, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """DCI of the ordered slot means against object factors, slots matched to objects by
-    IoU of their masks (Hungarian, small objects dropped)."""
-    from lom_pyro.metrics.dci import dci, match_slots_to_objects, matched_pairs
-
-    names = [n for n in evaluation["factor_names"] if n not in ("visible", "visibility")]
-    columns = [evaluation["factor_names"].index(n) for n in names]
-    device = next(module.parameters()).device
-    codes, factors = [], []
-    for start in range(0, evaluation["images"].shape[0], CHUNK):
-        x = evaluation["images"][start:start + CHUNK].to(device)
-        rec = module.reconstruct(x)
-        truth = evaluation["masks"][start:start + CHUNK]
-        assignment = match_slots_to_objects(rec.masks.squeeze(2).cpu(), truth,
-                                            background_channels=evaluation["background"])
-        c, f = matched_pairs(rec.z.cpu(), evaluation["factors"][start:start + CHUNK][..., columns], assignment)
-        codes.append(c)
-        factors.append(f)
-    codes_t, factors_t = torch.cat(codes), torch.cat(factors)
-    if codes_t.shape[0] < 20:
-        return {"skipped": f"only {codes_t.shape[0]} slots matched an object; DCI needs more"}
-    result = dci(codes_t, factors_t, [n in _DISCRETE_FACTORS for n in names])
-    return {"disentanglement": result.disentanglement, "completeness": result.completeness,
-            "informativeness": dict(zip(names, map(float, result.informativeness))),
-            "discrete": dict(zip(names, result.discrete)), "matched_objects": int(codes_t.shape[0])}
-
-
-def _fid(module: nn.Module, evaluation: dict[str, Any], args) -> dict[str, Any]:
-    from lom_pyro.metrics.fid import fid, kid
-    from lom_pyro.metrics.inception import find_inception_weights
-
-    try:
-        weights = find_inception_weights(args.inception)
-    except FileNotFoundError as err:
-        return {"skipped": str(err)}
-    real = (evaluation["images"] + 1) / 2
-    n = min(args.fid_n, real.shape[0])
-    sampler = lambda batch: sample_images(module, batch, args.temperature)[0].cpu()
-    f = fid(real, sampler, n_real=n, n_fake=n, weights=weights)
-    k = kid(real, sampler, n_real=n, n_fake=n, weights=weights, subset_size=min(1000, n))
-    return {"fid": f.value, "kid": k.value, "kid_std": k.std, "n_real": f.n_real, "n_fake": f.n_fake,
-            "preprocessing": f.preprocessing, "feature_source": f.feature_source,
-            "note": "paper protocol is 10K real vs 10K generated" if n < 10_000 else ""}
 
 
 def configure_evaluate(parser) -> None:
@@ -170,7 +118,7 @@ def run_evaluate(args) -> int:
             except ImportError as err:
                 metrics["dci"] = {"skipped": str(err)}
     print(f"FID/KID on {args.fid_n} images, if InceptionV3 weights are found ...", file=sys.stderr)
-    metrics["fid"] = _fid(module, evaluation, args)
+    metrics["fid"] = fid_of_samples(module, evaluation, args.fid_n, args.temperature, args.inception)
     print(f"S-Acc of {args.s_acc_samples} samples ...", file=sys.stderr)
     metrics["s_acc"] = s_acc_of_samples(module, args.s_acc_samples, args.temperature, out / "s_acc_sheet.png",
                                         judged=config.dataset == "stacks")
@@ -189,23 +137,6 @@ def run_evaluate(args) -> int:
     return 0
 
 
-def markdown_table(metrics: dict[str, Any], prefix: str = "") -> str:
-    """Flatten nested metrics into a two-column Markdown table."""
-    rows = []
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(value, float):
-            rows.append(f"| {key} | {value:.4g} |")
-        else:
-            rows.append(f"| {key} | {' '.join(str(value).split())} |")
-
-    walk(metrics, prefix)
-    return "| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
-
-
 # -- lom-pyro visualize -----------------------------------------------------------------------
 def configure_visualize(parser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="checkpoint.pt written by lom-pyro train, or its run folder")
@@ -218,48 +149,6 @@ def configure_visualize(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples drawn for the figures")
     parser.add_argument("--out", help="folder for the figures (default: <checkpoint folder>/visualize)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
-
-
-@torch.no_grad()
-def visualize(module: LOM, evaluation: dict[str, Any], out: Path, n: int = 8, pca: int = 6) -> list[Path]:
-    """Samples with masks, a temperature sweep, SLERP strips (PNG and GIF), reconstructions
-    and segmentations of both posteriors, and scene retrieval (appendix A.6–A.7)."""
-    from lom_pyro.metrics.retrieval import SceneDatabase
-    from lom_pyro.viz import colour_masks, panel, save_gif
-
-    out.mkdir(parents=True, exist_ok=True)
-    device = next(module.parameters()).device
-    written = [write_figure(module, evaluation["images"][:n].to(device), out / "reconstructions.png")]
-    images, masks = sample_images(module, n, 0.8)
-    panel({"samples t=0.8": images.cpu(), "masks": colour_masks(masks.cpu())}, out / "samples.png", scale=2)
-    written.append(out / "samples.png")
-    sweep = {f"t={t}": sample_images(module, n, t)[0].cpu() for t in (0.6, 0.7, 0.8, 0.9, 1.0)}
-    panel(sweep, out / "temperature_sweep.png", scale=2)
-    written.append(out / "temperature_sweep.png")
-    ends = module.sample(2 * 3, 0.8).s
-    strips, frames = {}, []
-    for row in range(3):
-        gen = module.interpolate(ends[2 * row], ends[2 * row + 1], steps=n)
-        strips[f"slerp {row + 1}"] = unit_frame(module, gen.images).cpu()
-        strips[f"masks {row + 1}"] = colour_masks(gen.masks.squeeze(2).cpu())
-        frames.append(unit_frame(module, gen.images).cpu())
-    panel(strips, out / "slerp.png", scale=2)
-    save_gif([torch.cat([f[i] for f in frames], dim=-1) for i in range(n)], out / "slerp.gif", duration=150)
-    written += [out / "slerp.png", out / "slerp.gif"]
-    # retrieval: database of (s, z) posterior means, query = first held-out scene, re-rank by its slot 0
-    db_images = evaluation["images"]
-    encs = [module.encode(db_images[i:i + CHUNK].to(device)) for i in range(0, db_images.shape[0], CHUNK)]
-    s = torch.cat([e.scene_loc for e in encs]).cpu()
-    z = torch.cat([e.slots_loc for e in encs]).cpu()
-    database = SceneDatabase(s[1:], z[1:], n_components=min(pca, s.shape[0] - 1, s.shape[1]))
-    near = database.query(s[0], k=min(5, len(database)))
-    slot = int(module.reconstruct(db_images[:1].to(device)).masks[0, :, 0].flatten(1).sum(-1).argsort()[-2])
-    reranked = database.rerank(near, z[0, slot])
-    unit = ((db_images + 1) / 2).clamp(0, 1)
-    panel({"query": unit[:1], "nearest (scene)": unit[1:][torch.as_tensor(near.indices)],
-           f"re-ranked (slot {slot})": unit[1:][torch.as_tensor(reranked.indices)]}, out / "retrieval.png", scale=2)
-    written.append(out / "retrieval.png")
-    return written
 
 
 def _load_for_figures(args):
