@@ -37,14 +37,7 @@ def regenerate(prior, z: torch.Tensor, s: torch.Tensor, t: int, temperature: flo
     """The slots ``z`` noised to level ``t`` and denoised by the diffusion prior given ``s``."""
     u = prior.to_standard(z).flatten(1)
     a = prior.alpha_bar[t]
-    u = a.sqrt() * u + (1 - a).sqrt() * temperature * torch.randn_like(u)
-    for level in reversed(range(t + 1)):
-        beta, a = prior.betas[level], prior.alpha_bar[level]
-        noise = prior.predict_noise(u, s, torch.full((u.shape[0],), level, device=u.device))
-        u = (u - beta / (1 - a).sqrt() * noise) / (1 - beta).sqrt()
-        if level > 0:
-            u = u + temperature * beta.sqrt() * torch.randn_like(u)
-    return prior.from_standard(u.unflatten(-1, z.shape[1:]))
+    return prior.denoise(a.sqrt() * u + (1 - a).sqrt() * temperature * torch.randn_like(u), s, t, temperature)
 
 
 def check(lom: LOM, cache: dict, held: torch.Tensor, samples: int) -> dict:
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     lom = LOM.from_pretrained(args.model)
     prior, config = lom.slot_prior, lom.pretrained_info["config"]
-    if not hasattr(prior, "predict_noise") or hi >= prior.steps:
+    if not hasattr(prior, "denoise") or hi >= prior.steps:
         parser.error(f"{args.model}: needs a diffusion slot prior with more than HI = {hi} noise levels")
     size = int(config["image_size"])
     # a fitted prior keeps its source's alignment, so the source's cache is this model's too

@@ -80,10 +80,15 @@ class DiffusionPrior(FittedSlotPrior):
     def sample(self, s: Tensor, temperature: float = 1.0) -> Tensor:
         """The reverse chain (σ_t² = β_t); τ scales the starting and every step's noise."""
         u = temperature * torch.randn(s.shape[0], self.num_slots * self.slot_dim, device=s.device, dtype=s.dtype)
-        for t in reversed(range(self.steps)):
-            level = torch.full((s.shape[0],), t, device=s.device)
+        return self.denoise(u, s, self.steps - 1, temperature)
+
+    def denoise(self, u: Tensor, s: Tensor, level: int, temperature: float = 1.0) -> Tensor:
+        """Run the reverse chain from noise level ``level`` down to 0 on flattened standardised
+        slots ``u (B, K·Dz)``; :return: the slots ``(B, K, Dz)``."""
+        for t in reversed(range(level + 1)):
             beta, a = self.betas[t], self.alpha_bar[t]
-            u = (u - beta / (1 - a).sqrt() * self.predict_noise(u, s, level)) / (1 - beta).sqrt()
+            noise = self.predict_noise(u, s, torch.full((s.shape[0],), t, device=s.device))
+            u = (u - beta / (1 - a).sqrt() * noise) / (1 - beta).sqrt()
             if t > 0:
                 u = u + temperature * beta.sqrt() * torch.randn_like(u)
         return self.from_standard(u.unflatten(-1, (self.num_slots, self.slot_dim)))

@@ -29,10 +29,10 @@ __all__ = ["architecture", "build", "parameter_groups", "load_orderless", "load_
            "load_model", "Trained", "config_of", "copy_orderless_decoder"]
 
 
-def _check_goal(name: str, goal: float, sigma: float | None) -> None:
+def _check_goal(name: str, goal: float, sigma: float) -> None:
     """A goal at or below ``log σ`` — the unnormalised error per pixel·channel of a perfect
     reconstruction — can never be met: GECO would drive the KL weight to its floor."""
-    if sigma is not None and goal <= math.log(sigma):
+    if goal <= math.log(sigma):
         raise ValueError(f"{name}={goal} cannot be reached: with sigma={sigma} even a perfect reconstruction "
                          f"has an error of log(sigma) = {math.log(sigma):.3f} per pixel and channel")
 
