@@ -1,8 +1,9 @@
-"""What the example scripts share: their command line, the data, the training loop, the outputs.
+"""What the example scripts share: their command line, the data, the outputs, and the
+library's training loop (:class:`lom_pyro.training.hooks.Loop`) with the paper's schedule.
 
-The loop is ``lom_pyro/training/loop.py::_stage`` without the bookkeeping of a long run
-(resuming, logs, figures during training, held-out checks, skipping non-finite steps; use
-``lom-pyro train`` for those). Copy this file with a script and edit both freely.
+``lom-pyro train`` runs the same loop with more hooks (resuming, logs, figures during
+training, held-out checks, checkpoints); here it has only the learning rate, the scene free
+bits and printing. Copy this file with a script and edit both freely.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from typing import Any
 
 import pyro
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lom_pyro import GECO, LOM
 from lom_pyro.checkpoint import save_checkpoint
 from lom_pyro.data.dataset import SceneDataset
 from lom_pyro.data.procedural import ProceduralDataset
-from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
+from lom_pyro.training import parameter_groups
+from lom_pyro.training.hooks import LearningRate, Loop, PrintScalars, SceneFreeBits
 from lom_pyro.viz import colour_masks, panel
 
 LOG_EVERY = 100
@@ -83,34 +85,17 @@ def image_batches(args: argparse.Namespace, procedural: str) -> tuple[Iterator[T
     return _forever(DataLoader(data, batch_size=args.batch_size)), args.image_size
 
 
-def parameter_groups(lom: LOM) -> list[list[nn.Parameter]]:
-    """The orderless model's parameters and the LOM's own (scene prior included)."""
-    orderless = list(lom.orderless.parameters())
-    inside = {id(p) for p in orderless}
-    return [orderless, [p for p in lom.parameters() if id(p) not in inside]]
-
-
 def train(lom: LOM, geco: GECO, batches: Iterator[Tensor], steps: int, device: torch.device,
           schedule: Schedule = PAPER_SCHEDULE) -> torch.optim.Adam:
-    """Minimise the GECO objective over both ELBOs with a plain torch Adam (§3.3)."""
-    groups = parameter_groups(lom)
+    """Minimise the GECO objective over both ELBOs with a plain torch Adam (§3.3): one ELBO
+    over the orderless VAE and the LOM, a GECO multiplier per observation site."""
+    groups = parameter_groups(lom, frozen=None)   # clipped apart: the orderless model's and the LOM's own
     optimiser = torch.optim.Adam([{"params": group} for group in groups], lr=schedule.lr)
-    for step in range(steps):
-        for group in optimiser.param_groups:
-            group["lr"] = schedule.lr * learning_rate_factor(step, schedule.warmup, schedule.decay_every)
-        # Eq. 26: free bits on the scene KL, 0.25·Ds, then 0.167·Ds for the last 25K steps
-        lom.scene_free_bits = scene_free_bits(step, steps, lom.scene_dim)
-        x = next(batches).to(device)
-        # §3.3: one ELBO over the orderless VAE and the LOM, a GECO multiplier per observation site
-        loss, logs = geco.compute(lom.model, lom.guide, x)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        # clipped separately: the LOM's gradient norm never rescales the orderless update
-        for group in groups:
-            nn.utils.clip_grad_norm_(group, schedule.grad_clip)
-        optimiser.step()
-        if step % LOG_EVERY == 0 or step == steps - 1:
-            print(f"step {step + 1}/{steps}  " + "  ".join(f"{k} {float(v):.4g}" for k, v in sorted(logs.items())))
+    hooks = [LearningRate(schedule.lr, schedule.warmup, schedule.decay_every),
+             SceneFreeBits(lom, steps),   # Eq. 26: 0.25·Ds nats, then 0.167·Ds for the last 25K steps
+             PrintScalars(steps, LOG_EVERY)]
+    loss_of = lambda x: geco.compute(lom.model, lom.guide, x)
+    Loop(loss_of, optimiser, groups, batches, device, schedule.grad_clip, hooks).run(0, steps)
     return optimiser
 
 

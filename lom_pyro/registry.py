@@ -11,7 +11,8 @@ kind               what ``build(kind, name, ...)`` calls                 names s
 =================  ====================================================  =========================
 ``orderless``      ``cls(image_size=..., **options)``                    emorl, genesis_v2
 ``scene_prior``    ``factory(scene_dim, **options)``                     normal, mixture
-``slot_prior``     ``cls(num_slots, slot_dim, scene_dim, **options)``    transformer, lstm, mdn, diffusion
+``slot_prior``     ``cls(num_slots, slot_dim, scene_dim, **options)``    transformer, lstm, mdn, diffusion,
+                                                                         slot_diffusion
 ``scene_encoder``  ``factory(num_slots, slot_dim, scene_dim, **options)``  transformer, relation
 ``scale_net``      ``factory(num_slots, slot_dim, scene_dim, **options)``  transformer, lstm
 ``matcher``        the matching function itself: cost ``(B, K, K)`` →    greedy, hungarian
@@ -37,7 +38,8 @@ from lom_pyro.handlers import MATCHERS
 from lom_pyro.likelihoods import LIKELIHOODS
 from lom_pyro.nn.inference import lstm_scales, relation_scene_encoder, set_scene_encoder, transformer_scales
 from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
-from lom_pyro.slot_priors import AutoregressivePrior, ChainPrior, DiffusionPrior, FittedSlotPrior, MixtureDensityPrior
+from lom_pyro.slot_priors import (AutoregressivePrior, ChainPrior, DiffusionPrior, FittedSlotPrior, MixtureDensityPrior,
+                                  SlotDiffusionPrior)
 
 __all__ = ["KINDS", "BUNDLES", "NETWORKS", "register", "unregister", "register_slot_prior", "names", "lookup", "build",
            "name_of", "networks", "build_networks", "fitted_slot_priors", "accepts"]
@@ -71,7 +73,7 @@ _TABLE: dict[str, dict[str, Callable[..., Any]]] = {
     "orderless": {"emorl": _Lazy(_emorl), "genesis_v2": _Lazy(_genesis_v2)},
     "scene_prior": {"normal": StandardNormalPrior, "mixture": MixtureScenePrior},
     "slot_prior": {"transformer": ChainPrior, "lstm": AutoregressivePrior, "mdn": MixtureDensityPrior,
-                   "diffusion": DiffusionPrior},
+                   "diffusion": DiffusionPrior, "slot_diffusion": SlotDiffusionPrior},
     "scene_encoder": {"transformer": set_scene_encoder, "relation": relation_scene_encoder},
     "scale_net": {"transformer": transformer_scales, "lstm": lstm_scales},
     "matcher": MATCHERS,

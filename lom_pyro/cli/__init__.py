@@ -4,7 +4,9 @@ Each sub-command is a module of this package exposing two functions, ``configure
 (adds its arguments) and ``run(args) -> int`` (exit status); the work itself is the
 library's. Modules are imported lazily, so ``lom-pyro convert`` never imports the model code.
 Nothing in the library imports this package.
-Errors are one line on stderr; ``--debug`` (anywhere on the line) shows the traceback.
+Errors are one line on stderr; ``--debug`` (anywhere on the line) shows the traceback. Every
+sub-command exits with the same statuses: 0 done, 2 bad input refused before anything was
+written (:func:`refuse`), 1 an unexpected failure, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,6 +14,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+DONE, FAILED, BAD_INPUT, INTERRUPTED = 0, 1, 2, 130
+
+
+def refuse(command: str, err: BaseException) -> int:
+    """Print ``err`` as one line, ``lom-pyro COMMAND: ...``, on stderr; :return: ``BAD_INPUT``."""
+    text = " ".join(str(err).split()) or type(err).__name__   # one line, whatever the message
+    print(f"lom-pyro {command}: {text}", file=sys.stderr)
+    return BAD_INPUT
+
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -70,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"lom-pyro {args.command}: {type(err).__name__}: {err} (--debug shows the traceback)", file=sys.stderr)
-        return 1
+        return FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

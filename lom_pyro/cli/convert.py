@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lom_pyro.cli import INTERRUPTED, refuse
 from lom_pyro.data.errors import DataError
 
 __all__ = ["configure", "run"]
@@ -80,15 +81,13 @@ def _convert(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the conversion; 0 on success, 1 (one line on stderr, no traceback) on bad input."""
+    """Run the conversion; 0 on success, 2 (one line on stderr, no traceback) on bad input."""
     try:
         message = _convert(args)
     except (DataError, ValueError, OSError, ImportError) as err:
-        text = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message
-        print(f"lom-pyro convert: error: {text}", file=sys.stderr)
-        return 1
+        return refuse("convert", err)
     except KeyboardInterrupt:
         print("lom-pyro convert: interrupted; nothing written", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     print(message)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from lom_pyro.cli import refuse
 from lom_pyro.evaluation.assess import evaluate_module, s_acc_of_samples, sample_images
 from lom_pyro.evaluation.report import dci_of_slots, fid_of_samples, markdown_table, visualize
 from lom_pyro.models.lom import LOM
@@ -98,8 +99,7 @@ def run_evaluate(args) -> int:
         module, config = _checked(args, "evaluate")
         _check_inception(args.inception)
     except (CheckpointError, ValueError) as err:
-        print(f"lom-pyro evaluate: {err}", file=sys.stderr)
-        return 2
+        return refuse("evaluate", err)
     out = Path(args.out or Path(args.checkpoint).parent)
     out.mkdir(parents=True, exist_ok=True)
     evaluation = held_out(config)
@@ -166,7 +166,6 @@ def run_visualize(args) -> int:
     from lom_pyro.checkpoint import CheckpointError
     from lom_pyro.training import held_out
 
-    command = f"lom-pyro {args.command}"
     try:
         _at_least_one(args, "n", "pca")
         if args.database < 2:
@@ -178,8 +177,7 @@ def run_visualize(args) -> int:
         if not (args.out or args.checkpoint):
             raise ValueError("give --out DIR for the figures of a pretrained model")
     except (CheckpointError, ValueError) as err:
-        print(f"{command}: {err}", file=sys.stderr)
-        return 2
+        return refuse(args.command, err)
     torch.manual_seed(args.seed)
     out = Path(args.out or Path(args.checkpoint).parent / "visualize")
     for path in visualize(module, held_out(config), out, n=args.n, pca=args.pca):

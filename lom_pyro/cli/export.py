@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from lom_pyro.cli import refuse
 from lom_pyro.training.export import export
 
 __all__ = ["configure", "run"]
@@ -31,7 +31,6 @@ def run(args) -> int:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
         path = export(args.checkpoint, destination, metrics, overwrite=args.overwrite)
     except (CheckpointError, ValueError, OSError) as err:
-        print(f"lom-pyro export: {err}", file=sys.stderr)
-        return 2
+        return refuse("export", err)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lom_pyro.cli import refuse
 from lom_pyro.training.fit_prior import CACHE_SEED, check_ema, fit_slot_prior, load_source, prior_report
 
 __all__ = ["configure", "fit", "run"]
@@ -134,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         path, record = fit(args)
     except (CheckpointError, ValueError, OSError) as err:
-        print(f"lom-pyro fit-prior: {err}", file=sys.stderr)
-        return 2
+        return refuse("fit-prior", err)
     if "unfinished" in record:
         print(f"the fit is unfinished ({record['unfinished']['steps_done']}/{args.steps} steps); its state is in "
               f"{path}: run the same command again to go on")

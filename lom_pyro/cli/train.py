@@ -5,16 +5,16 @@ file, then single flags."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import types
 import typing
 from typing import Any
 
+from lom_pyro.cli import refuse
 from lom_pyro import registry
 from lom_pyro.training.config import (AMP_MODES, HELP, LIKELIHOOD_CHOICES, LOM_DECODER_INITS, LOM_GECO_FORMS,
-                                      PRESETS, TrainConfig, config_from_preset, read_config_file)
+                                      PRESETS, SECTIONS, TrainConfig, config_from_preset, read_config_file)
 
 __all__ = ["configure", "run"]
 
@@ -49,25 +49,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="named setting the other options start from (default: quickstart)")
     parser.add_argument("--config", metavar="FILE.toml", help="options from a TOML file (keys as the flags, "
-                        "with underscores); single flags override it")
+                        "with underscores, at the top or in their section's table); single flags override it")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in --out")
     hints = typing.get_type_hints(TrainConfig)
     # flags default to None (so that they override the preset and the file only when given);
     # --help shows the value a run takes without them, the quickstart preset's
     quickstart = config_from_preset("quickstart")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = _flag_type(hints[f.name])
-        value = getattr(quickstart, f.name)
-        shown = json.dumps(value) if isinstance(value, dict) else value
-        help_text = f"{HELP[f.name]} (quickstart: {shown})".replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(f.name), help=help_text)
+    for section, names in SECTIONS.items():   # --help lists the flags by section
+        group = parser.add_argument_group(f"{section} ([{section}] in a --config file)")
+        for name in names:
+            if name == "preset":
+                continue
+            flag = "--" + name.replace("_", "-")
+            kind = _flag_type(hints[name])
+            value = getattr(quickstart, name)
+            shown = json.dumps(value) if isinstance(value, dict) else value
+            help_text = f"{HELP[name]} (quickstart: {shown})".replace("%", "%%")
+            if kind is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            else:
+                group.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(name), help=help_text)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError, OSError) as err:
         if getattr(args, "debug", False):
             raise
-        print(f"lom-pyro train: {err}", file=sys.stderr)
-        return 2
+        return refuse("train", err)
     if "rank" in result:   # a rank other than the first of a distributed run: rank 0 reports
         return 0
     if "nothing_to_do" in result:

@@ -1,8 +1,9 @@
-"""A diffusion slot prior: a denoising diffusion model (DDPM) over all K standardised slots
+"""Diffusion slot priors: a denoising diffusion model (DDPM) over all K standardised slots
 at once, conditioned on s.
 
-The slots are flattened to one vector of K·Dz numbers; an MLP of residual blocks reads the
-noisy vector, s and the noise level and predicts the noise. Sampling runs the reverse chain
+The slots are flattened to one vector of K·Dz numbers; a network reads the noisy vector, s
+and the noise level and predicts the noise: an MLP of residual blocks (:class:`DiffusionPrior`)
+or a transformer with one token per slot (:class:`SlotDiffusionPrior`). Sampling runs the reverse chain
 from pure noise; the temperature τ scales the starting noise and every step's noise, as it
 scales a Gaussian prior's σ. It has no tractable density: it cannot stand at the LOM's slot
 site in training or in an ELBO, only generate (its :meth:`distribution` says so).
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from lom_pyro.slot_priors.base import SlotSetDistribution
 from lom_pyro.slot_priors.fitted import FittedSlotPrior
 
-__all__ = ["DiffusionPrior", "NoDensity"]
+__all__ = ["DiffusionChain", "DiffusionPrior", "NoDensity", "SlotDiffusionPrior"]
 
 
 class _ResidualBlock(nn.Module):
@@ -32,23 +33,21 @@ class _ResidualBlock(nn.Module):
         return x + self.net(x)
 
 
-class DiffusionPrior(FittedSlotPrior):
-    """``p(z | s)`` as a DDPM with ``steps`` noise levels (the cosine schedule, β at most
-    0.999) and an ε-predicting MLP of ``depth`` residual blocks of ``width``.
+class DiffusionChain(FittedSlotPrior):
+    """What a DDPM over the K standardised slots needs besides its noise predictor: ``steps``
+    noise levels on the cosine schedule (β at most 0.999), the ε loss, and the reverse chain.
+    A subclass defines :meth:`predict_noise` and sets ``time_width``, the width of the
+    sinusoidal noise-level features it reads.
     """
 
-    def __init__(self, num_slots: int, slot_dim: int, scene_dim: int, *, width: int = 512, depth: int = 4,
-                 steps: int = 200, reference: nn.Module | None = None) -> None:
+    time_width: int
+
+    def __init__(self, num_slots: int, slot_dim: int, scene_dim: int, *, steps: int = 200,
+                 reference: nn.Module | None = None) -> None:
         super().__init__(num_slots, slot_dim, scene_dim, reference)
-        if width < 1 or depth < 1 or steps < 2:
-            raise ValueError(f"width and depth must be >= 1 and steps >= 2, got {width}, {depth}, {steps}")
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2, got {steps}")
         self.steps = int(steps)
-        dim = num_slots * slot_dim
-        self.inp = nn.Linear(dim + scene_dim + width, width)
-        self.blocks = nn.Sequential(*[_ResidualBlock(width) for _ in range(depth)])
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
-        nn.init.zeros_(self.out[1].weight)   # start by predicting no noise
-        nn.init.zeros_(self.out[1].bias)
         # the cosine schedule: ᾱ falls smoothly from ~1 to ~0 whatever the number of steps
         grid = torch.arange(steps + 1, dtype=torch.float64) / steps
         f = torch.cos((grid + 0.008) / 1.008 * math.pi / 2) ** 2
@@ -57,17 +56,16 @@ class DiffusionPrior(FittedSlotPrior):
         self.register_buffer("betas", betas.float(), persistent=False)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
 
+    def predict_noise(self, u_t: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """ε̂ for flattened noisy standardised slots ``u_t (B, K·Dz)`` at levels ``t (B,)``."""
+        raise NotImplementedError
+
     def _time_features(self, t: Tensor) -> Tensor:
-        half = self.inp.out_features // 2
+        half = self.time_width // 2
         freq = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
         angle = t.float().unsqueeze(-1) * freq
         features = torch.cat([angle.sin(), angle.cos()], -1)
-        return nn.functional.pad(features, (0, self.inp.out_features - 2 * half))
-
-    def predict_noise(self, u_t: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        """ε̂ for flattened noisy standardised slots ``u_t (B, K·Dz)`` at levels ``t (B,)``."""
-        h = self.inp(torch.cat([u_t, s, self._time_features(t)], -1))
-        return self.out(self.blocks(h))
+        return nn.functional.pad(features, (0, self.time_width - 2 * half))
 
     def fit_loss(self, s: Tensor, z: Tensor) -> Tensor:
         """The DDPM's simple loss: mean squared error of the predicted noise."""
@@ -95,6 +93,59 @@ class DiffusionPrior(FittedSlotPrior):
 
     def distribution(self, s: Tensor, temperature: float = 1.0) -> TorchDistribution:
         return NoDensity(self, s, temperature)
+
+
+class DiffusionPrior(DiffusionChain):
+    """``p(z | s)`` as a DDPM whose noise predictor is an MLP of ``depth`` residual blocks of
+    ``width`` over all K·Dz numbers at once, with s and the noise level at its input."""
+
+    def __init__(self, num_slots: int, slot_dim: int, scene_dim: int, *, width: int = 512, depth: int = 4,
+                 steps: int = 200, reference: nn.Module | None = None) -> None:
+        super().__init__(num_slots, slot_dim, scene_dim, steps=steps, reference=reference)
+        if width < 1 or depth < 1:
+            raise ValueError(f"width and depth must be >= 1, got {width}, {depth}")
+        self.time_width = int(width)
+        dim = num_slots * slot_dim
+        self.inp = nn.Linear(dim + scene_dim + width, width)
+        self.blocks = nn.Sequential(*[_ResidualBlock(width) for _ in range(depth)])
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
+        nn.init.zeros_(self.out[1].weight)   # start by predicting no noise
+        nn.init.zeros_(self.out[1].bias)
+
+    def predict_noise(self, u_t: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        h = self.inp(torch.cat([u_t, s, self._time_features(t)], -1))
+        return self.out(self.blocks(h))
+
+
+class SlotDiffusionPrior(DiffusionChain):
+    """``p(z | s)`` as a DDPM whose noise predictor is a transformer over the slots: one token
+    per slot (its noisy standardised vector plus a learned embedding of its place in the order)
+    and one token for s and the noise level, which is also added to every slot token. What a
+    slot's denoising learns is shared by all K places, and the slots meet only by attention.
+    """
+
+    def __init__(self, num_slots: int, slot_dim: int, scene_dim: int, *, width: int = 192, depth: int = 4,
+                 heads: int = 4, expansion: int = 2, steps: int = 200, reference: nn.Module | None = None) -> None:
+        super().__init__(num_slots, slot_dim, scene_dim, steps=steps, reference=reference)
+        if width < 1 or depth < 1 or expansion < 1 or heads < 1 or width % heads:
+            raise ValueError(f"width, depth, heads and expansion must be >= 1 with heads dividing width, got "
+                             f"{width}, {depth}, {heads}, {expansion}")
+        self.time_width = int(width)
+        self.slot_in = nn.Linear(slot_dim, width)
+        self.place = nn.Parameter(0.02 * torch.randn(num_slots, width))
+        self.condition = nn.Sequential(nn.Linear(scene_dim + width, width), nn.SiLU(), nn.Linear(width, width))
+        layer = nn.TransformerEncoderLayer(width, heads, expansion * width, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.slot_out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, slot_dim))
+        nn.init.zeros_(self.slot_out[1].weight)   # start by predicting no noise
+        nn.init.zeros_(self.slot_out[1].bias)
+
+    def predict_noise(self, u_t: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        condition = self.condition(torch.cat([s, self._time_features(t)], -1)).unsqueeze(-2)
+        slots = self.slot_in(u_t.unflatten(-1, (self.num_slots, self.slot_dim))) + self.place + condition
+        h = self.layers(torch.cat([condition, slots], -2))[..., 1:, :]
+        return self.slot_out(h).flatten(-2)
 
 
 class NoDensity(SlotSetDistribution):

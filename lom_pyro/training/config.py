@@ -19,7 +19,7 @@ from typing import Any
 from lom_pyro.data.presets import DATASET_PRESETS
 from lom_pyro import registry
 
-__all__ = ["TrainConfig", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERRIDES", "config_from_preset",
+__all__ = ["TrainConfig", "SECTIONS", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERRIDES", "config_from_preset",
            "read_config_file", "type_error", "with_absolute_paths"]
 
 LOM_GECO_FORMS = ("orderless", "genesis")
@@ -33,25 +33,28 @@ AMP_MODES = ("off", "bf16")
 @dataclass
 class TrainConfig:
     """Everything a run needs; saved with every checkpoint. Paper values in the presets;
-    :data:`HELP` says what each field does."""
+    :data:`HELP` says what each field does. The fields come in :data:`SECTIONS` — model,
+    optimisation, GECO, schedule, run — each checked on its own, then what spans them; a
+    ``--config`` file may group its keys in tables named after the sections."""
 
-    preset: str = "quickstart"
-    dataset: str = "stacks"
+    # model: what is trained
     orderless: str = "emorl"
     lom: bool = True
-    steps: int = 1000
-    batch_size: int = 16
     image_size: int = 32
-    lr: float = 4e-4
-    warmup: int = 10_000
-    decay_every: int = 100_000
-    grad_clip: float = 5.0
     orderless_kwargs: dict[str, Any] = field(default_factory=dict)
     lom_kwargs: dict[str, Any] = field(default_factory=dict)
     lom_decoder: dict[str, Any] = field(default_factory=dict)
     lom_decoder_init: str = "fresh"
-    lom_decoder_frozen_steps: int = 0
     likelihood: str | None = None
+    scene_prior: str = "normal"
+    scene_prior_components: int = 10
+    # optimisation: Adam and its learning rate
+    batch_size: int = 16
+    lr: float = 4e-4
+    warmup: int = 10_000
+    decay_every: int = 100_000
+    grad_clip: float = 5.0
+    # geco: the constrained objective
     goal: float = -0.352
     orderless_goal: float = -0.352
     lom_geco: str = "orderless"
@@ -59,73 +62,123 @@ class TrainConfig:
     geco_speedup: float | None = 5.0
     geco_step_size: float = 1e-6
     geco_warmup: int = 1000
-    scene_free_bits: float = 0.25
-    scene_free_bits_final: float = 0.167
-    scene_prior: str = "normal"
-    scene_prior_components: int = 10
-    checkpoint_every: int = 5000
-    keep_checkpoints: int = 2
-    init_from: str | None = None
+    # schedule: how long, in which stages, from which weights
+    steps: int = 1000
     orderless_steps: int = 0
     orderless_checkpoint: str | None = None
     freeze_orderless: bool = False
-    max_minutes: float | None = None
-    figure_every: int = 250
-    eval_every: int = 0
-    eval_every_scenes: int = 128
-    eval_scenes: int = 256
-    max_bad_steps: int = 20
+    init_from: str | None = None
+    lom_decoder_frozen_steps: int = 0
+    scene_free_bits: float = 0.25
+    scene_free_bits_final: float = 0.167
+    # run: data, machine, outputs
+    preset: str = "quickstart"
+    dataset: str = "stacks"
     seed: int = 0
     threads: int = 0
     device: str = "cpu"
     amp: str = "off"
     compile: bool = False
     out: str = "runs/quickstart"
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 2
+    max_minutes: float | None = None
+    figure_every: int = 250
+    eval_every: int = 0
+    eval_every_scenes: int = 128
+    eval_scenes: int = 256
+    max_bad_steps: int = 20
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             wrong = type_error(f.name, getattr(self, f.name))
             if wrong:
                 raise ValueError(wrong)
-        for name in ("steps", "batch_size", "image_size", "eval_scenes", "eval_every_scenes", "keep_checkpoints",
-                     "max_bad_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("orderless_steps", "eval_every", "checkpoint_every", "warmup", "decay_every", "geco_warmup",
-                     "seed", "threads", "lom_decoder_frozen_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "grad_clip"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        if self.figure_every < 1:
-            raise ValueError(f"figure_every must be >= 1, got {self.figure_every}")
-        if self.orderless not in registry.names("orderless"):
-            raise ValueError(f"orderless must be one of {registry.names('orderless')}, got {self.orderless!r}")
-        if self.lom_geco not in LOM_GECO_FORMS:
-            raise ValueError(f"lom_geco must be one of {LOM_GECO_FORMS}, got {self.lom_geco!r}")
-        if not (math.isfinite(self.lom_beta_max) and self.lom_beta_max >= 1):
-            raise ValueError(f"lom_beta_max must be a finite number >= 1 (β starts at 1), got {self.lom_beta_max}")
-        if self.scene_prior not in registry.names("scene_prior"):
-            raise ValueError(f"scene_prior must be one of {registry.names('scene_prior')}, got {self.scene_prior!r}")
-        if self.freeze_orderless and not (self.orderless_checkpoint or self.orderless_steps):
-            raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
-                             "or orderless_steps")
-        if self.lom_decoder_init not in LOM_DECODER_INITS:
-            raise ValueError(f"lom_decoder_init must be one of {LOM_DECODER_INITS}, got {self.lom_decoder_init!r}")
+        for check in _SECTION_CHECKS.values():
+            check(self)
+        # what spans sections
         if self.lom_decoder_init == "orderless":
             if not (self.lom and (self.orderless_checkpoint or self.orderless_steps)):
                 raise ValueError("lom_decoder_init='orderless' copies a trained orderless decoder into the LOM: "
                                  "it needs lom=True and orderless_checkpoint or orderless_steps")
-            if self.lom_decoder:
-                raise ValueError(f"lom_decoder_init='orderless' needs the orderless decoder's architecture, but "
-                                 f"lom_decoder={self.lom_decoder} makes the LOM decoder differ")
-        if self.likelihood is not None and self.likelihood not in LIKELIHOOD_CHOICES:
-            raise ValueError(f"likelihood must be one of {tuple(LIKELIHOOD_CHOICES)}, got {self.likelihood!r}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The fields of section ``name`` (one of :data:`SECTIONS`) and their values."""
+        if name not in SECTIONS:
+            raise ValueError(f"section must be one of {tuple(SECTIONS)}, got {name!r}")
+        return {key: getattr(self, key) for key in SECTIONS[name]}
+
+
+def _at_least(config: TrainConfig, least: int, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < least:
+            raise ValueError(f"{name} must be >= {least}, got {getattr(config, name)}")
+
+
+def _one_of(config: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(config, name) not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {getattr(config, name)!r}")
+
+
+def _check_model(config: TrainConfig) -> None:
+    _at_least(config, 1, "image_size")
+    _one_of(config, "orderless", registry.names("orderless"))
+    _one_of(config, "scene_prior", registry.names("scene_prior"))
+    _one_of(config, "lom_decoder_init", LOM_DECODER_INITS)
+    if config.likelihood is not None:
+        _one_of(config, "likelihood", tuple(LIKELIHOOD_CHOICES))
+    if config.lom_decoder_init == "orderless" and config.lom_decoder:
+        raise ValueError(f"lom_decoder_init='orderless' needs the orderless decoder's architecture, but "
+                         f"lom_decoder={config.lom_decoder} makes the LOM decoder differ")
+
+
+def _check_optimisation(config: TrainConfig) -> None:
+    _at_least(config, 1, "batch_size")
+    _at_least(config, 0, "warmup", "decay_every")
+    for name in ("lr", "grad_clip"):
+        if not (math.isfinite(getattr(config, name)) and getattr(config, name) > 0):
+            raise ValueError(f"{name} must be a positive number, got {getattr(config, name)}")
+
+
+def _check_geco(config: TrainConfig) -> None:
+    _at_least(config, 0, "geco_warmup")
+    _one_of(config, "lom_geco", LOM_GECO_FORMS)
+    if not (math.isfinite(config.lom_beta_max) and config.lom_beta_max >= 1):
+        raise ValueError(f"lom_beta_max must be a finite number >= 1 (β starts at 1), got {config.lom_beta_max}")
+
+
+def _check_schedule(config: TrainConfig) -> None:
+    _at_least(config, 1, "steps")
+    _at_least(config, 0, "orderless_steps", "lom_decoder_frozen_steps")
+    if config.freeze_orderless and not (config.orderless_checkpoint or config.orderless_steps):
+        raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
+                         "or orderless_steps")
+
+
+def _check_run(config: TrainConfig) -> None:
+    _at_least(config, 1, "eval_scenes", "eval_every_scenes", "keep_checkpoints", "max_bad_steps", "figure_every")
+    _at_least(config, 0, "eval_every", "checkpoint_every", "seed", "threads")
+    _one_of(config, "amp", AMP_MODES)
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, got {config.max_minutes}")
+
+
+#: section → its fields, in the order of :class:`TrainConfig`
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "model": ("orderless", "lom", "image_size", "orderless_kwargs", "lom_kwargs", "lom_decoder", "lom_decoder_init",
+              "likelihood", "scene_prior", "scene_prior_components"),
+    "optimisation": ("batch_size", "lr", "warmup", "decay_every", "grad_clip"),
+    "geco": ("goal", "orderless_goal", "lom_geco", "lom_beta_max", "geco_speedup", "geco_step_size", "geco_warmup"),
+    "schedule": ("steps", "orderless_steps", "orderless_checkpoint", "freeze_orderless", "init_from",
+                 "lom_decoder_frozen_steps", "scene_free_bits", "scene_free_bits_final"),
+    "run": ("preset", "dataset", "seed", "threads", "device", "amp", "compile", "out", "checkpoint_every",
+            "keep_checkpoints", "max_minutes", "figure_every", "eval_every", "eval_every_scenes", "eval_scenes",
+            "max_bad_steps"),
+}
+_SECTION_CHECKS = {"model": _check_model, "optimisation": _check_optimisation, "geco": _check_geco,
+                   "schedule": _check_schedule, "run": _check_run}
+assert [n for names in SECTIONS.values() for n in names] == [f.name for f in dataclasses.fields(TrainConfig)], \
+    "the sections list every TrainConfig field once, in order"
 
 
 def _expected(hint: Any) -> tuple[tuple[type, ...], str]:
@@ -313,8 +366,9 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The fields set in a TOML file (keys as in :class:`TrainConfig`; tables for the
-    ``*_kwargs`` dicts). Unknown keys are refused, naming the file and the key."""
+    """The fields set in a TOML file: keys as in :class:`TrainConfig`, at the top or in a
+    table named after their section (``[optimisation]``, see :data:`SECTIONS`); tables for
+    the ``*_kwargs`` dicts. Unknown or misplaced keys are refused, naming the file and the key."""
     path = Path(path)
     try:
         values = tomllib.loads(path.read_text())
@@ -322,11 +376,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"--config {path}: no such file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--config {path}: not a valid TOML file ({err})") from None
-    unknown = set(values) - set(HELP)
+    flat = {k: v for k, v in values.items() if k not in SECTIONS}
+    for section in SECTIONS.keys() & values.keys():
+        table = values[section]
+        if not isinstance(table, dict):
+            raise ValueError(f"--config {path}: [{section}] must be a table of {', '.join(SECTIONS[section])}")
+        for name, value in table.items():
+            if name in HELP and name not in SECTIONS[section]:
+                home = next(s for s, names in SECTIONS.items() if name in names)
+                raise ValueError(f"--config {path}: {name} belongs in [{home}], not [{section}]")
+            if name in flat:
+                raise ValueError(f"--config {path}: {name} is set twice, at the top and in [{section}]")
+            flat[name] = value
+    unknown = set(flat) - set(HELP)
     if unknown:
         raise ValueError(f"--config {path}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(HELP))}")
-    for name, value in values.items():
+    for name, value in flat.items():
         wrong = type_error(name, value)
         if wrong:
             raise ValueError(f"--config {path}: {wrong}")
-    return values
+    return flat

@@ -1,4 +1,5 @@
-"""Training data for a run: an endless, resumable batch stream, and the held-out scenes.
+"""Training data for a run: the dataset resolved once (:func:`open_data`: procedural scenes
+or a converted HDF5 file), its endless, resumable batch stream, and the held-out scenes.
 
 The stream's position is the number of scenes consumed; a resumed run starts the stream
 at the checkpoint's position and sees exactly the batches an uninterrupted run would.
@@ -15,7 +16,7 @@ from torch import Tensor
 from lom_pyro.training.config import TrainConfig
 from lom_pyro.training.distributed import Ranks
 
-__all__ = ["TrainingBatches", "held_out", "check_data", "is_procedural"]
+__all__ = ["TrainingBatches", "ProceduralData", "FileData", "open_data", "held_out", "check_data", "is_procedural"]
 
 
 def is_procedural(name: str) -> bool:
@@ -24,27 +25,84 @@ def is_procedural(name: str) -> bool:
     return name in DATASETS
 
 
-def check_data(config: TrainConfig) -> None:
-    """Refuse, before any work, a dataset that does not fit the config (one sentence)."""
-    if is_procedural(config.dataset):
+class ProceduralData:
+    """The built-in procedural scenes of ``config.dataset``: endless, seeded by the run."""
+
+    finite = False
+
+    def __init__(self, config: TrainConfig) -> None:
         from lom_pyro.data.procedural import MIN_IMAGE_SIZE
 
         if config.image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE} for the procedural dataset {config.dataset!r}, "
                              f"got {config.image_size}")
-        return
-    from pathlib import Path
+        self.name, self.image_size, self.seed = config.dataset, config.image_size, config.seed
 
-    from lom_pyro.data.dataset import SceneDataset
-    from lom_pyro.data.procedural import DATASETS
+    def training_set(self, position: int) -> torch.utils.data.Dataset:
+        """The stream of training scenes from scene ``position`` on, images in [-1, 1]."""
+        from lom_pyro.data.procedural import ProceduralDataset
 
-    if not Path(config.dataset).exists():
-        raise ValueError(f"dataset {config.dataset!r}: neither a procedural dataset ({', '.join(DATASETS)}) nor an "
-                         f"existing file (an HDF5 file written by lom-pyro convert)")
-    info = SceneDataset(config.dataset, split="train").info  # raises a clear error for a bad file
-    if tuple(info.image_size) != (config.image_size, config.image_size):
-        raise ValueError(f"image_size={config.image_size} does not match dataset {config.dataset}, whose images are "
-                         f"{info.image_size[0]}x{info.image_size[1]}")
+        return ProceduralDataset(self.name, image_size=self.image_size, seed=self.seed, start=position)
+
+    def held_out(self, n: int, split: str = "test") -> dict[str, Any]:
+        """``n`` scenes drawn apart from the training stream (one held-out split)."""
+        from lom_pyro.data.procedural import generate
+
+        scenes = generate(self.name, n, self.image_size, seed=self.seed + 10_000)
+        return {"images": scenes.model_images(), "masks": torch.from_numpy(scenes.masks),
+                "background": scenes.background_channels, "factors": torch.from_numpy(scenes.factors),
+                "factor_names": scenes.factor_names}
+
+
+class FileData:
+    """An HDF5 file written by ``lom-pyro convert``: its train split for training, the
+    others held out. Opening it checks the file and the image size."""
+
+    finite = True
+
+    def __init__(self, config: TrainConfig) -> None:
+        from pathlib import Path
+
+        from lom_pyro.data.dataset import SceneDataset
+        from lom_pyro.data.procedural import DATASETS
+
+        if not Path(config.dataset).exists():
+            raise ValueError(f"dataset {config.dataset!r}: neither a procedural dataset ({', '.join(DATASETS)}) nor "
+                             f"an existing file (an HDF5 file written by lom-pyro convert)")
+        info = SceneDataset(config.dataset, split="train").info  # raises a clear error for a bad file
+        if tuple(info.image_size) != (config.image_size, config.image_size):
+            raise ValueError(f"image_size={config.image_size} does not match dataset {config.dataset}, whose images "
+                             f"are {info.image_size[0]}x{info.image_size[1]}")
+        self.path = config.dataset
+
+    def training_set(self, position: int) -> torch.utils.data.Dataset:
+        """The train split, images in [-1, 1] (a sampler chooses the order)."""
+        from lom_pyro.data.dataset import SceneDataset
+
+        return SceneDataset(self.path, split="train", value_range=(-1.0, 1.0), masks=False, factors=False)
+
+    def held_out(self, n: int, split: str = "test") -> dict[str, Any]:
+        """The first ``n`` scenes of ``split``."""
+        from lom_pyro.data.dataset import SceneDataset
+
+        data = SceneDataset(self.path, split=split, value_range=(-1.0, 1.0))
+        items = [data[i] for i in range(min(n, len(data)))]
+        out = {"images": torch.stack([i["image"] for i in items]),
+               "masks": torch.stack([i["masks"] for i in items]), "background": tuple(data.info.background_channels)}
+        if data.info.factor_names:
+            out.update(factors=torch.stack([i["factors"] for i in items]), factor_names=data.info.factor_names)
+        return out
+
+
+def open_data(config: TrainConfig) -> ProceduralData | FileData:
+    """The run's dataset, resolved once and checked before any work (one sentence if it
+    does not fit the config)."""
+    return ProceduralData(config) if is_procedural(config.dataset) else FileData(config)
+
+
+def check_data(config: TrainConfig) -> None:
+    """Refuse, before any work, a dataset that does not fit the config (one sentence)."""
+    open_data(config)
 
 
 class _EpochBatches(torch.utils.data.Sampler):
@@ -73,30 +131,25 @@ class TrainingBatches:
     (one process: the whole batch). :attr:`position` counts the scenes of the global
     stream used so far (what a checkpoint stores to resume the stream)."""
 
-    def __init__(self, config: TrainConfig, position: int = 0, ranks: Ranks | None = None) -> None:
+    def __init__(self, config: TrainConfig, position: int = 0, ranks: Ranks | None = None,
+                 data: ProceduralData | FileData | None = None) -> None:
         from torch.utils.data import DataLoader
 
         ranks = ranks or Ranks()
-
+        data = data or open_data(config)
         if position % config.batch_size:
             raise ValueError(f"data position {position} is not a whole number of batches of {config.batch_size}")
         self.position, self.global_batch = position, config.batch_size
         share = config.batch_size // ranks.world
         self._slice = slice(ranks.rank * share, (ranks.rank + 1) * share)
-        if is_procedural(config.dataset):
-            from lom_pyro.data.procedural import ProceduralDataset
-
-            data = ProceduralDataset(config.dataset, image_size=config.image_size, seed=config.seed, start=position)
-            self._loader = DataLoader(data, batch_size=config.batch_size)
-            self._sliced = False
-        else:
-            from lom_pyro.data.dataset import SceneDataset
-
-            data = SceneDataset(config.dataset, split="train", value_range=(-1.0, 1.0), masks=False, factors=False)
-            sampler = _EpochBatches(len(data), config.batch_size, config.seed, position // config.batch_size,
+        scenes = data.training_set(position)
+        if data.finite:
+            sampler = _EpochBatches(len(scenes), config.batch_size, config.seed, position // config.batch_size,
                                     self._slice)
-            self._loader = DataLoader(data, batch_sampler=sampler)
-            self._sliced = True   # the sampler reads only this rank's scenes
+            self._loader = DataLoader(scenes, batch_sampler=sampler)
+        else:
+            self._loader = DataLoader(scenes, batch_size=config.batch_size)
+        self._sliced = data.finite   # the sampler reads only this rank's scenes
         self._batches = iter(self._loader)
 
     def __iter__(self) -> TrainingBatches:
@@ -111,20 +164,4 @@ class TrainingBatches:
 def held_out(config: TrainConfig, n: int | None = None, split: str = "test") -> dict[str, Any]:
     """Held-out scenes: ``images`` in [-1, 1], ground-truth ``masks``, ``background``
     channel indices, and ``factors`` / ``factor_names`` where the data has them."""
-    n = n or config.eval_scenes
-    if is_procedural(config.dataset):
-        from lom_pyro.data.procedural import generate
-
-        scenes = generate(config.dataset, n, config.image_size, seed=config.seed + 10_000)
-        return {"images": scenes.model_images(), "masks": torch.from_numpy(scenes.masks),
-                "background": scenes.background_channels, "factors": torch.from_numpy(scenes.factors),
-                "factor_names": scenes.factor_names}
-    from lom_pyro.data.dataset import SceneDataset
-
-    data = SceneDataset(config.dataset, split=split, value_range=(-1.0, 1.0))
-    items = [data[i] for i in range(min(n, len(data)))]
-    out = {"images": torch.stack([i["image"] for i in items]), "masks": torch.stack([i["masks"] for i in items]),
-           "background": tuple(data.info.background_channels)}
-    if data.info.factor_names:
-        out.update(factors=torch.stack([i["factors"] for i in items]), factor_names=data.info.factor_names)
-    return out
+    return open_data(config).held_out(n or config.eval_scenes, split)

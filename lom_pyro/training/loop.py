@@ -40,15 +40,15 @@ from tqdm import tqdm
 
 from lom_pyro.checkpoint import load_weights
 from lom_pyro.infer import GECO
-from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
 from lom_pyro.models.lom import LOM
 from lom_pyro.sites import OBS, ORDERLESS_OBS
 from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, copy_orderless_decoder,
                                      load_initial_weights, load_orderless, parameter_groups)
 from lom_pyro.training.config import RESUME_OVERRIDES, TrainConfig, with_absolute_paths
-from lom_pyro.training.data import TrainingBatches, check_data, held_out, is_procedural
+from lom_pyro.training.data import TrainingBatches, is_procedural, open_data
 from lom_pyro.training.device import check_compile, check_device
 from lom_pyro.training.distributed import LossModule, Ranks, any_rank, check_in_sync, join, leave, wrap
+from lom_pyro.training.hooks import DecoderThaw, Hook, LearningRate, Loop, SceneFreeBits
 from lom_pyro.training.log import RunLog
 from lom_pyro.training.speed import AMP_DTYPES, autocast_networks, compile_networks
 from lom_pyro.training.state import RunFolder, rng_state, set_rng_state
@@ -113,80 +113,134 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
     optimiser = torch.optim.Adam([{"params": g} for g in groups], lr=config.lr, foreach=True)
     if optimiser_state is not None:
         optimiser.load_state_dict(optimiser_state)
-    # no weight gradients for the LOM decoder in its first lom_decoder_frozen_steps (Adam leaves
-    # a parameter without gradient as it is); it trains from then on. Frozen before DDP wraps the
-    # loss and wrapped anew when it thaws, so the reducer always syncs exactly the trained parameters
-    held = trained.decoder if isinstance(trained, LOM) and first < config.lom_decoder_frozen_steps else None
-    if held is not None:
-        held.requires_grad_(False)
-    loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
-    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else float("inf")
-    started = time.perf_counter()
-    bad_in_row = 0
+    wrapped = lambda: wrap(LossModule(trained, minimised), run.ranks, run.device)
+    hooks: list[Hook] = []
+    if isinstance(trained, LOM):
+        # frozen before DDP wraps the loss (below), so the reducer syncs exactly the trained parameters
+        hooks.append(DecoderThaw(trained.decoder, config.lom_decoder_frozen_steps, first, wrapped))
+    hooks.append(LearningRate(config.lr, config.warmup, config.decay_every))
+    if isinstance(trained, LOM):
+        hooks.append(SceneFreeBits(trained, steps, config.scene_free_bits, config.scene_free_bits_final, start))
     label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
     bar = tqdm(desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
                disable=not (run.progress and run.ranks.main))
+    save = lambda i, loop: run.save(stage, i + 1, start + i + 1, loop.optimiser)
+    clock = _Clock(run, bar)
+    hooks += [_SkipNonFinite(run, minimised, start, save), _Scalars(run, start, bar), clock]
+    if figures and run.ranks.main:
+        hooks.append(_Figures(run, trained, start))
+    if config.eval_every and run.ranks.main:
+        hooks.append(_Checks(run, trained, start))
+    hooks.append(_Checkpoints(run, start, save, clock))
+    loop = Loop(wrapped(), optimiser, groups, run.batches, run.device, config.grad_clip, hooks)
     if figures and run.ranks.main and first == 0:   # the untrained model, then one per figure_every steps done
         _figure(run, trained, start)
-    for i in range(first, steps):
-        step = start + i
-        if held is not None and i >= config.lom_decoder_frozen_steps:
-            held.requires_grad_(True)
-            held = None
-            loss_of = wrap(LossModule(trained, minimised), run.ranks, run.device)
-        for group in optimiser.param_groups:
-            group["lr"] = config.lr * learning_rate_factor(i, config.warmup, config.decay_every)
-        if isinstance(trained, LOM):
-            trained.scene_free_bits = scene_free_bits(step, start + steps, trained.scene_dim,
-                                                      start=config.scene_free_bits, end=config.scene_free_bits_final)
-        x = next(run.batches).to(run.device)
-        geco_before = {k: v.clone() for k, v in minimised.state_dict().items()}
-        loss, logs = loss_of(x)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = [nn.utils.clip_grad_norm_(group, config.grad_clip) for group in groups]
-        if bool(torch.isfinite(torch.stack([loss.detach(), *norms])).all()):
-            bad_in_row = 0
-            optimiser.step()
-            run.steps_taken += 1
-        else:
-            # a non-finite loss or gradient (bad input, overflow): skip the update, undo GECO's move
-            minimised.load_state_dict(geco_before)
-            bad_in_row += 1
-            run.log.write("train", step, {"skipped_nonfinite": 1})
-            if bad_in_row >= config.max_bad_steps:
-                run.save(stage, i + 1, step + 1, optimiser)
-                raise Stopped(f"{bad_in_row} non-finite losses in a row up to step {step + 1}; checkpoint written "
-                              f"(continue with --resume {config.out} once the cause is fixed)", step + 1)
-        if bad_in_row == 0 and (i % LOG_EVERY == 0 or i == steps - 1):
-            values = {k: float(v) for k, v in logs.items()}
-            run.log.write("train", step, {**values, "seconds": round(time.perf_counter() - started, 2)})
+    try:
+        return loop.run(first, steps)
+    finally:
+        bar.close()
+
+
+class _SkipNonFinite(Hook):
+    """A step with a non-finite loss or gradient is skipped and undoes GECO's move too;
+    ``max_bad_steps`` of them in a row stop the run with a checkpoint."""
+
+    def __init__(self, run: _Run, objective: GECO, start: int, save: Callable[[int, Loop], None]) -> None:
+        self.run, self.objective, self.start, self.save = run, objective, start, save
+        self.in_row, self.before_step = 0, {}
+
+    def before(self, loop: Loop, i: int) -> None:
+        self.before_step = {k: v.clone() for k, v in self.objective.state_dict().items()}
+
+    def after(self, loop: Loop, i: int) -> None:
+        if loop.finite:
+            self.in_row = 0
+            self.run.steps_taken += 1
+            return
+        self.objective.load_state_dict(self.before_step)
+        self.in_row += 1
+        step = self.start + i
+        self.run.log.write("train", step, {"skipped_nonfinite": 1})
+        if self.in_row >= self.run.config.max_bad_steps:
+            self.save(i, loop)
+            raise Stopped(f"{self.in_row} non-finite losses in a row up to step {step + 1}; checkpoint written "
+                          f"(continue with --resume {self.run.config.out} once the cause is fixed)", step + 1)
+
+
+class _Scalars(Hook):
+    """The step's scalars to ``log.jsonl`` and the progress bar, every ``LOG_EVERY`` steps."""
+
+    def __init__(self, run: _Run, start: int, bar: tqdm) -> None:
+        self.run, self.start, self.bar, self.started = run, start, bar, time.perf_counter()
+
+    def after(self, loop: Loop, i: int) -> None:
+        if loop.finite and (i % LOG_EVERY == 0 or loop.last):
+            values = {k: float(v) for k, v in loop.logs.items()}
+            self.run.log.write("train", self.start + i,
+                               {**values, "seconds": round(time.perf_counter() - self.started, 2)})
             # β shown too: a KL weight stuck at its floor means the goal is out of reach
-            bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()}, refresh=False)
-        # every rank must take the same decision to stop, whatever its clock or signals say
-        time_up, signalled = any_rank((time.perf_counter() > deadline, run.signalled.is_set()), run.ranks)
-        last = i == steps - 1 or time_up
-        bar.update(1)
-        if figures and run.ranks.main and ((i + 1) % config.figure_every == 0 or last):
-            _figure(run, trained, step + 1)
-        if config.eval_every and run.ranks.main and ((i + 1) % config.eval_every == 0 or last):
+            self.bar.set_postfix({k.replace("/x_orderless", "/o"): f"{v:.4g}" for k, v in values.items()},
+                                 refresh=False)
+
+
+class _Clock(Hook):
+    """Ends the loop after this step when ``max_minutes`` are up, and notes a signal; every
+    rank takes the same decision, whatever its clock or signals say."""
+
+    def __init__(self, run: _Run, bar: tqdm) -> None:
+        minutes = run.config.max_minutes
+        self.run, self.bar, self.signalled = run, bar, False
+        self.deadline = time.perf_counter() + 60 * minutes if minutes else float("inf")
+
+    def after(self, loop: Loop, i: int) -> None:
+        time_up, self.signalled = any_rank((time.perf_counter() > self.deadline, self.run.signalled.is_set()),
+                                           self.run.ranks)
+        loop.last = loop.last or time_up
+        self.bar.update(1)
+
+
+class _Figures(Hook):
+    """A figure every ``figure_every`` steps and at the last."""
+
+    def __init__(self, run: _Run, trained: nn.Module, start: int) -> None:
+        self.run, self.trained, self.start = run, trained, start
+
+    def after(self, loop: Loop, i: int) -> None:
+        if (i + 1) % self.run.config.figure_every == 0 or loop.last:
+            _figure(self.run, self.trained, self.start + i + 1)
+
+
+class _Checks(Hook):
+    """The held-out check every ``eval_every`` steps and at the last."""
+
+    def __init__(self, run: _Run, trained: nn.Module, start: int) -> None:
+        self.run, self.trained, self.start, self.started = run, trained, start, time.perf_counter()
+
+    def after(self, loop: Loop, i: int) -> None:
+        if (i + 1) % self.run.config.eval_every == 0 or loop.last:
             with _own_rng():
-                metrics = run.monitor(trained)
-            run.log.write("eval", step + 1, {"seconds": round(time.perf_counter() - started, 1), **metrics})
+                metrics = self.run.monitor(self.trained)
+            self.run.log.write("eval", self.start + i + 1,
+                               {"seconds": round(time.perf_counter() - self.started, 1), **metrics})
+
+
+class _Checkpoints(Hook):
+    """A checkpoint every ``checkpoint_every`` steps, at the last, and before stopping on a
+    signal or at ``stop_at`` (a crash loses at most ``checkpoint_every`` steps)."""
+
+    def __init__(self, run: _Run, start: int, save: Callable[[int, Loop], None], clock: _Clock) -> None:
+        self.run, self.start, self.save, self.clock = run, start, save, clock
+
+    def after(self, loop: Loop, i: int) -> None:
+        run, step = self.run, self.start + i
         stop = "stop_at" if run.stop_at is not None and step + 1 >= run.stop_at else None
-        stop = "signal" if signalled else stop
-        if last or stop or (config.checkpoint_every and (i + 1) % config.checkpoint_every == 0):
-            # periodic and final checkpoints: a crash loses at most checkpoint_every steps
-            run.save(stage, i + 1, step + 1, optimiser)
+        stop = "signal" if self.clock.signalled else stop
+        every = run.config.checkpoint_every
+        if loop.last or stop or (every and (i + 1) % every == 0):
+            self.save(i, loop)
         if stop:
-            bar.close()
             raise Stopped(f"stopped by {'a signal' if stop == 'signal' else 'stop_at'} after step {step + 1}; "
-                          f"continue with --resume {config.out}", step + 1)
-        if last:
-            bar.close()
-            return i + 1
-    bar.close()
-    return max(first, steps)  # nothing left to do: resumed at or past the end of the stage
+                          f"continue with --resume {run.config.out}", step + 1)
 
 
 def _figure(run: _Run, trained: nn.Module, done: int) -> None:
@@ -250,7 +304,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     from lom_pyro.evaluation.assess import evaluate_module, write_figure
 
     check_compile(config.compile, check_device(config.device))
-    check_data(config)
+    data = open_data(config)   # checked before any work, and opened once
     if _payload is None:
         config = with_absolute_paths(config)   # so --resume finds them from any folder
     if config.threads:
@@ -281,8 +335,8 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
         autocast_networks(module, AMP_DTYPES[config.amp], device.type)
     if config.compile:
         compile_networks(module)
-    evaluation = held_out(config) if ranks.main else None    # figures and held-out checks: rank 0 only
-    batches = TrainingBatches(config, _payload["data_position"] if _payload else 0, ranks)
+    evaluation = data.held_out(config.eval_scenes) if ranks.main else None   # figures and checks: rank 0 only
+    batches = TrainingBatches(config, _payload["data_position"] if _payload else 0, ranks, data)
     folder = RunFolder(config.out, config.keep_checkpoints)
     created = _prepare_folder(folder, _payload is not None, overwrite) if ranks.main else False
     figures = (lambda m, path: write_figure(m, evaluation["images"][:8].to(device), path)) if ranks.main else None

@@ -9,11 +9,9 @@ from lom_pyro import registry
 from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lom_pyro.cli import main
 from lom_pyro.training import TrainConfig, build, config_from_preset, load_trained
+from runs import TINY, still_groups
 
 pytestmark = pytest.mark.slow
-
-TINY = ["--steps", "3", "--batch-size", "4", "--eval-scenes", "8", "--figure-every", "2", "--threads", "1"]
-
 
 def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     out = tmp_path / "run"
@@ -35,21 +33,6 @@ def test_cli_train_writes_figures_metrics_and_trains_every_parameter(tmp_path):
     expected_still = ("orderless.refine.gru", "orderless.attention.to_q", "orderless.attention.to_k")
     frozen = [g for g in still_groups(out) if g not in expected_still]
     assert not frozen, f"parameter groups not trained: {frozen}"
-
-
-def still_groups(out) -> list[str]:
-    """The parameter groups (modules owning parameters directly) of a 3-step run in ``out``
-    that did not move from their initial values."""
-    trained, config = load_trained(str(out / "checkpoint.pt"))
-    assert config.steps == 3
-    torch.manual_seed(config.seed)
-    initial, _ = build(config)
-    before = dict(initial.named_parameters())
-    groups: dict[str, bool] = {}
-    for name, p in trained.named_parameters():
-        group = name.rsplit(".", 1)[0]
-        groups[group] = groups.get(group, False) or not torch.equal(p, before[name])
-    return [g for g, moved in groups.items() if not moved]
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "mog"])

@@ -135,7 +135,7 @@ def test_variant_options_are_checked():
 
 @pytest.mark.slow
 def test_cli_trains_sri_on_genesis_v2_and_every_parameter_group(tmp_path):
-    from test_train import TINY, still_groups
+    from runs import TINY, still_groups
 
     out = tmp_path / "run"
     assert main(["train", "--orderless", "genesis_v2", "--likelihood", "mog", "--lom-kwargs",

@@ -20,6 +20,7 @@ from lom_pyro.slot_priors import (
     AutoregressivePrior,
     ChainPrior,
     DiffusionPrior,
+    SlotDiffusionPrior,
     MixtureDensityPrior,
     SlotPrior,
 )
@@ -48,7 +49,8 @@ class ShiftedNormalPrior(nn.Module):
 def test_each_prior_is_a_slot_prior_with_the_shapes_the_lom_needs():
     s = torch.randn(5, 6)
     for prior in (ChainPrior(3, 4, 6), AutoregressivePrior(3, 4, 6), MixtureDensityPrior(3, 4, 6, hidden=8),
-                  DiffusionPrior(3, 4, 6, width=8, depth=1, steps=5), ShiftedNormalPrior(3, 4, 6)):
+                  DiffusionPrior(3, 4, 6, width=8, depth=1, steps=5),
+                  SlotDiffusionPrior(3, 4, 6, width=8, depth=1, heads=2, steps=5), ShiftedNormalPrior(3, 4, 6)):
         assert isinstance(prior, SlotPrior)
         assert prior.means(s).shape == prior.sample(s, 0.8).shape == (5, 3, 4)
         site = prior.distribution(s, 0.8)
@@ -91,7 +93,7 @@ def test_the_default_prior_is_the_papers_chain_and_lstm_is_sris():
     assert type(registry.build("slot_prior", "lstm", 3, 4, 4)) is AutoregressivePrior
     assert registry.name_of("slot_prior", ChainPrior(3, 4, 5)) == "transformer"
     assert registry.name_of("slot_prior", ShiftedNormalPrior(3, 4, 5)) == "ShiftedNormalPrior"
-    assert registry.fitted_slot_priors() == ("mdn", "diffusion")
+    assert registry.fitted_slot_priors() == ("mdn", "diffusion", "slot_diffusion")
 
 
 @pytest.mark.parametrize("name", ["stacks32", "stacks32_ar"])
@@ -151,10 +153,11 @@ def test_a_fitted_prior_keeps_the_alignment_of_its_reference(batch, k, dz):
     assert torch.equal(before.slots_loc, after.slots_loc)
 
 
-def test_fitting_a_diffusion_prior_recovers_two_separate_modes():
+@pytest.mark.parametrize("network", [DiffusionPrior, SlotDiffusionPrior])
+def test_fitting_a_diffusion_prior_recovers_two_separate_modes(network):
     """Slots that are ±3 (the sign set by s) are learnt: samples land near the right mode."""
     torch.manual_seed(0)
-    prior = DiffusionPrior(2, 1, 1, width=64, depth=2, steps=50)
+    prior = network(2, 1, 1, width=64, depth=2, steps=50)
     s = torch.randn(4096, 1).sign()
     z = (3 * s).view(-1, 1, 1).expand(-1, 2, 1) + 0.1 * torch.randn(4096, 2, 1)
     prior.standardise_like(z)
@@ -173,3 +176,11 @@ def test_fitting_a_diffusion_prior_recovers_two_separate_modes():
     assert (drawn[0::2] - 3).abs().median() < 0.5 and (drawn[1::2] + 3).abs().median() < 0.5
     with pytest.raises(NotImplementedError, match="no tractable density"):
         prior.distribution(torch.zeros(1, 1)).log_prob(torch.zeros(1, 2, 1))
+
+
+def test_the_slot_diffusion_network_starts_by_predicting_no_noise_and_refuses_bad_sizes():
+    prior = SlotDiffusionPrior(3, 4, 2, width=8, heads=2, depth=1)
+    u, s, t = torch.randn(5, 12), torch.randn(5, 2), torch.randint(0, 200, (5,))
+    assert torch.equal(prior.predict_noise(u, s, t), torch.zeros(5, 12))
+    with pytest.raises(ValueError, match="heads dividing width"):
+        SlotDiffusionPrior(3, 4, 2, width=10, heads=4)
