@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lom_pyro.models.lom import LOM
-from lom_pyro.models.programs import programs
+from lom_pyro.models.programs import as_trained, programs
 from lom_pyro.ops import compose
 
 __all__ = ["evaluate_module", "decomposition_metrics", "evaluation_mode", "write_figure", "unit_frame",
@@ -52,13 +52,10 @@ def evaluation_mode(module: nn.Module, seed: int | None = None):
         module.train(was_training)
 
 
-def _orderless(module: nn.Module) -> nn.Module:
-    return module.orderless if isinstance(module, LOM) else module
-
-
 def unit_frame(module: nn.Module, images: Tensor) -> Tensor:
     """Map images from the module's observation frame to [0, 1] for metrics and figures."""
-    ends = _orderless(module).observation(torch.tensor([-1.0, 1.0], device=images.device, dtype=images.dtype))
+    module = as_trained(module)
+    ends = module.observation(torch.tensor([-1.0, 1.0], device=images.device, dtype=images.dtype))
     lo, hi = float(ends[0]), float(ends[1])
     return ((images - lo) / (hi - lo)).clamp(0.0, 1.0)
 
@@ -67,15 +64,9 @@ def unit_frame(module: nn.Module, images: Tensor) -> Tensor:
 def sample_images(module: nn.Module, n: int, temperature: float = 0.8) -> tuple[Tensor, Tensor]:
     """``n`` unconditional samples in [0, 1] and their masks ``(n, K, H, W)``. An orderless
     model alone samples each slot from its independent prior ``N(0, τ² I)``."""
-    if isinstance(module, LOM):
-        out = module.sample(n, temperature)
-        images, masks = out.images, out.masks
-    else:
-        ref = next(module.parameters())
-        z = temperature * torch.randn(n, module.num_slots, module.slot_dim, device=ref.device, dtype=ref.dtype)
-        rgb, logits = module.decode(z)
-        images, masks = compose(rgb, logits)
-    return unit_frame(module, images), masks.squeeze(2)
+    module = as_trained(module)
+    out = module.sample(n, temperature)
+    return unit_frame(module, out.images), out.masks.squeeze(2)
 
 
 @torch.no_grad()
@@ -86,7 +77,8 @@ def reconstructions(module: nn.Module, x: Tensor) -> dict[str, Tensor]:
 
     from lom_pyro.plates import make_plates
 
-    orderless = _orderless(module)
+    module = as_trained(module)
+    orderless = module.orderless
     with poutine.block():
         posterior = orderless.guide(x, make_plates(x.shape[0], orderless.num_slots))
     rgb, logits = orderless.decode(posterior.loc)

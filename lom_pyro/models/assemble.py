@@ -77,15 +77,18 @@ def lom_arguments(arch: Architecture, orderless: nn.Module) -> dict[str, Any]:
 
 def assemble(arch: Architecture, lom_class: type | None = None) -> nn.Module:
     """The module ``arch`` describes, freshly initialised (from torch's global RNG): the
-    orderless model alone, or ``lom_class`` (:class:`~lom_pyro.models.LOM` or a subclass)
-    over it. A name or keyword its component does not take is refused, naming it."""
+    orderless model alone (an :class:`~lom_pyro.models.alone.OrderlessAlone`), or ``lom_class``
+    (:class:`~lom_pyro.models.LOM` or a subclass) over it. A name or keyword its component does
+    not take is refused, naming it."""
     registry.lookup("orderless", arch.orderless)
     try:
         orderless = registry.build("orderless", arch.orderless, image_size=arch.image_size, **arch.orderless_kwargs)
     except ValueError as err:
         raise ValueError(f"orderless_kwargs {arch.orderless_kwargs}: {err}") from None
     if not arch.lom:
-        return orderless
+        from lom_pyro.models.alone import OrderlessAlone
+
+        return OrderlessAlone(orderless)
     if lom_class is None:
         raise ValueError("this architecture is a LOM: give the class to build it with (lom_class=LOM)")
     kwargs = lom_arguments(arch, orderless)

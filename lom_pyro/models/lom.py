@@ -12,7 +12,6 @@ Read next to §3 of the paper:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import pyro
@@ -26,6 +25,7 @@ from torch.nn import functional as F
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.likelihoods import GaussianLikelihood, ImageLikelihood
 from lom_pyro.models.inputs import check_images
+from lom_pyro.models.scenes import Encoding, Generated
 from lom_pyro.models.pretrained import load_pretrained
 from lom_pyro.nn.attention import xavier_init
 from lom_pyro.nn.inference import set_scene_encoder, transformer_scales
@@ -42,44 +42,6 @@ __all__ = ["LOM", "Generated", "Encoding", "AutoregressiveSlots"]
 #: parameter names before the slot prior was a component → their names now (old files load)
 _RENAMED = {"prior_net.": "slot_prior.net.", "prior_loc.": "slot_prior.loc_head.",
             "prior_scale.": "slot_prior.scale_head."}
-
-@dataclass(frozen=True)
-class Generated:
-    """Decoded scenes.
-
-    :ivar images: mean images ``(N, C, H, W)``.
-    :ivar masks: slot masks ``(N, K, 1, H, W)`` (softmax over K).
-    :ivar components: per-slot RGB ``(N, K, C, H, W)``.
-    :ivar s: scene latents ``(N, Ds)``.
-    :ivar z: ordered slots ``(N, K, Dz)``.
-    """
-
-    images: Tensor
-    masks: Tensor
-    components: Tensor
-    s: Tensor
-    z: Tensor
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """The posterior of a batch (one guide run).
-
-    :ivar scene_loc, scene_scale: ``q(s | x)`` ``(B, Ds)``.
-    :ivar s: the scene latent the alignment used ``(B, Ds)``.
-    :ivar slots_loc, slots_scale: the ordered slot posterior ``(B, K, Dz)``.
-    :ivar permutation: ``(B, K)``, ordered slot k ← orderless slot ``permutation[b, k]``.
-    :ivar orderless: the orderless posterior.
-    """
-
-    scene_loc: Tensor
-    scene_scale: Tensor
-    s: Tensor
-    slots_loc: Tensor
-    slots_scale: Tensor
-    permutation: Tensor
-    orderless: SlotPosterior
-
 
 class LOM(PyroModule):
     """Latent Object Model over an auxiliary orderless slot VAE.

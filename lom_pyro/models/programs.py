@@ -6,15 +6,20 @@ from typing import Any
 
 from torch import nn
 
+from lom_pyro.models.alone import OrderlessAlone
 from lom_pyro.models.lom import LOM
-from lom_pyro.orderless.base import standalone
 
-__all__ = ["programs"]
+__all__ = ["programs", "as_trained"]
+
+
+def as_trained(module: nn.Module) -> LOM | OrderlessAlone:
+    """A :class:`LOM` or an :class:`OrderlessAlone` as it is; a bare orderless model as
+    trained alone (so the functions that take a module accept one too)."""
+    return module if isinstance(module, (LOM, OrderlessAlone)) else OrderlessAlone(module)
 
 
 def programs(module: nn.Module) -> tuple[Any, Any]:
-    """``(model, guide)`` of a :class:`LOM`, or of an orderless model trained alone."""
-    if isinstance(module, LOM):
-        return module.model, module.guide
-    pair = standalone(module)
-    return pair.model, pair.guide
+    """``(model, guide)`` of a :class:`LOM` or an :class:`OrderlessAlone` (a bare orderless
+    model: trained alone)."""
+    module = as_trained(module)
+    return module.model, module.guide

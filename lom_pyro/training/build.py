@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from lom_pyro.checkpoint import CheckpointError, checkpoint_file, load_checkpoint, load_weights
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
+from lom_pyro.models.alone import OrderlessAlone
 from lom_pyro.models.assemble import Architecture, assemble
 from lom_pyro.models.lom import LOM
 from lom_pyro.models.pretrained import is_pretrained_file, module_of_pretrained, pretrained_path
@@ -51,12 +52,12 @@ def architecture(config: TrainConfig) -> Architecture:
 def build(config: TrainConfig) -> tuple[nn.Module, GECO]:
     """The trained module (a :class:`LOM`, or the orderless model alone) and its objective."""
     module = assemble(architecture(config), LOM)
-    orderless = module.orderless if isinstance(module, LOM) else module
+    orderless = module.orderless
     _check_goal("orderless_goal", config.orderless_goal, orderless.sigma)
     geco = dict(step_size=config.geco_step_size, speedup=config.geco_speedup, warmup_steps=config.geco_warmup)
     # the orderless model's own GECO form (EMORL's; the core's for GENESIS-v2)
     goals = {ORDERLESS_OBS: orderless.geco_config(config.orderless_goal, **geco)}
-    if isinstance(module, LOM):
+    if config.lom:
         _check_goal("goal", config.goal, module.sigma)
         # A.4.2: LOM-EMORL runs EMORL's GECO code for the LOM's constraint too (its additive
         # update: β falls like 1/t while the goal is unmet); "genesis" is the multiplicative
@@ -74,7 +75,7 @@ def parameter_groups(module: nn.Module, frozen: nn.Module | None) -> list[list[n
     each is clipped on its own, so the LOM's gradient norm never rescales the orderless
     update (its decomposition stays unbiased, §3.3)."""
     skip = {id(p) for p in frozen.parameters()} if frozen is not None else set()
-    inner = {id(p) for p in module.orderless.parameters()} if isinstance(module, LOM) else set()
+    inner = {id(p) for p in module.orderless.parameters()}
     own = [p for p in module.parameters() if p.requires_grad and id(p) not in skip]
     groups = [[p for p in own if id(p) in inner], [p for p in own if id(p) not in inner]]
     return [g for g in groups if g]
@@ -84,7 +85,7 @@ def _weights_for(module: nn.Module, state: dict[str, Tensor], source: str, note:
     """Load ``state`` into ``module``; an orderless model takes the ``orderless.`` part of a
     LOM's weights. A mismatch is one sentence naming ``source`` and the first keys that
     differ, then ``note``."""
-    if not isinstance(module, LOM) and any(k.startswith("orderless.") for k in state):
+    if isinstance(module, OrderlessAlone) and any(k.startswith("orderless.") for k in state):
         state = {k[len("orderless."):]: v for k, v in state.items() if k.startswith("orderless.")}
     try:
         load_weights(module, state, f"{source}: its weights do not fit this model")

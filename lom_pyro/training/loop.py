@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from lom_pyro.checkpoint import load_weights
 from lom_pyro.infer import GECO
+from lom_pyro.models.alone import OrderlessAlone
 from lom_pyro.models.lom import LOM
 from lom_pyro.sites import OBS, ORDERLESS_OBS
 from lom_pyro.training.build import (MAIN_STAGE, ORDERLESS_STAGE, build, config_of, copy_orderless_decoder,
@@ -320,7 +321,7 @@ def train(config: TrainConfig, progress: bool = True, *, overwrite: bool = False
     module, objective = build(config)
     module.to(device)
     objective.to(device)
-    orderless = module.orderless if isinstance(module, LOM) else module
+    orderless = module.orderless
     if _payload is not None:
         load_weights(module, _payload["model"],
                      f"--resume {config.out}: its checkpoint's weights do not fit the model of its own config")
@@ -388,12 +389,13 @@ def _orderless_stage(run: _Run, orderless: nn.Module, payload: dict[str, Any] | 
     """Stage 1 of a two-stage run: the orderless model alone, under its own GECO
     constraint (the multiplier it shares with the full objective). :return: its steps."""
     config = run.config
-    if not (config.orderless_steps and isinstance(run.module, LOM)):
+    if not (config.orderless_steps and config.lom):
         return 0
     if payload is not None and payload["stage"] == MAIN_STAGE:
         return payload["step"] - payload["stage_step"]  # stage 1 was over when the checkpoint was taken
     resuming = payload is not None
-    steps = _stage(run, orderless, run.objective.restricted(ORDERLESS_OBS), ORDERLESS_STAGE, config.orderless_steps,
+    steps = _stage(run, OrderlessAlone(orderless), run.objective.restricted(ORDERLESS_OBS), ORDERLESS_STAGE,
+                   config.orderless_steps,
                    first=payload["stage_step"] if resuming else 0,
                    optimiser_state=payload["optimiser"] if resuming else None, figures=False)
     # the orderless model on its own, for --orderless-checkpoint and for evaluating it alone
@@ -409,7 +411,7 @@ def _orderless_stage(run: _Run, orderless: nn.Module, payload: dict[str, Any] | 
 def _main_stage(run: _Run, orderless: nn.Module, start: int, payload: dict[str, Any] | None) -> int:
     config, module = run.config, run.module
     resuming = payload is not None and payload["stage"] == MAIN_STAGE
-    frozen = orderless if config.freeze_orderless and isinstance(module, LOM) else None
+    frozen = orderless if config.freeze_orderless and config.lom else None
     if config.lom_decoder_init == "orderless" and not resuming:
         copy_orderless_decoder(module)
     minimised = run.objective
@@ -428,7 +430,7 @@ def _main_stage(run: _Run, orderless: nn.Module, start: int, payload: dict[str, 
                           first=payload["stage_step"] if resuming else 0, frozen=frozen,
                           optimiser_state=payload["optimiser"] if resuming else None)
         finally:
-            if isinstance(module, LOM):
+            if frozen is not None:
                 module.score_orderless = True
 
 
