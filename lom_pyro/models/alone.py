@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lom_pyro.models.scenes import Generated
-from lom_pyro.ops import compose
+from lom_pyro.models.inputs import check_sampling
+from lom_pyro.models.scenes import Generated, decoded
 from lom_pyro.orderless.base import OrderlessModel, SlotPosterior
 from lom_pyro.plates import make_plates
 
@@ -61,17 +61,12 @@ class OrderlessAlone(nn.Module):
 
     def render(self, z: Tensor) -> Generated:
         """Decode slots ``z (N, K, Dz)``; the scene latent is empty ``(N, 0)``."""
-        rgb, logits = self.decode(z)
-        images, masks = compose(rgb, logits)
-        return Generated(images=images, masks=masks, components=rgb, s=z.new_zeros(z.shape[0], 0), z=z)
+        return decoded(self.decode, z, z.new_zeros(z.shape[0], 0))
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.8) -> Generated:
         """``n`` scenes whose slots are drawn independently from ``N(0, τ² I)``."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        check_sampling(n, temperature)
         ref = next(self.parameters())
         return self.render(temperature * torch.randn(n, self.num_slots, self.slot_dim, device=ref.device,
                                                      dtype=ref.dtype))

@@ -9,7 +9,7 @@ import torch
 from pyro.distributions.util import is_validation_enabled
 from torch import Tensor
 
-__all__ = ["check_images"]
+__all__ = ["check_images", "check_sampling"]
 
 
 def check_images(x: Tensor, image_shape: tuple[int, ...], dtype: torch.dtype) -> None:
@@ -34,3 +34,11 @@ def check_images(x: Tensor, image_shape: tuple[int, ...], dtype: torch.dtype) ->
         if low < -1.0 or high > 1.0:
             warnings.warn(f"x should hold images in [-1, 1], got values in [{low:.3g}, {high:.3g}] (images in "
                           f"[0, 255] or [0, 1] scale to [-1, 1] as x / 127.5 - 1 or 2 * x - 1)", stacklevel=5)
+
+
+def check_sampling(n: int, temperature: float) -> None:
+    """One sentence unless ``n >= 1`` samples at a temperature ``>= 0`` are asked for."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")

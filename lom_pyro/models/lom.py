@@ -24,12 +24,12 @@ from torch.nn import functional as F
 
 from lom_pyro.handlers import align, order_aware_scale, stop_gradient
 from lom_pyro.likelihoods import GaussianLikelihood, ImageLikelihood
-from lom_pyro.models.inputs import check_images
-from lom_pyro.models.scenes import Encoding, Generated
+from lom_pyro.models.inputs import check_images, check_sampling
+from lom_pyro.models.scenes import Encoding, Generated, decoded
 from lom_pyro.models.pretrained import load_pretrained
 from lom_pyro.nn.attention import xavier_init
 from lom_pyro.nn.inference import set_scene_encoder, transformer_scales
-from lom_pyro.ops import compose, greedy_match, slerp
+from lom_pyro.ops import greedy_match, slerp
 from lom_pyro.orderless.base import OrderlessModel, SlotPosterior, missing_members
 from lom_pyro.plates import Plates, make_plates
 from lom_pyro.priors import as_scene_prior
@@ -161,12 +161,13 @@ class LOM(PyroModule):
         self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "stacks32_diffusion", device: str = "cpu") -> LOM:
+    def from_pretrained(cls, name_or_path: str = "stacks32_slot_diffusion", device: str = "cpu") -> LOM:
         """A trained LOM shipped with the package (``lom_pyro.models.pretrained.available()``)
         or from a file written by ``lom-pyro export`` or ``lom-pyro fit-prior``; in eval mode.
         Its training config, step count and metrics are in ``lom.pretrained_info``. The
-        default, ``stacks32_diffusion``, is ``stacks32_ar`` generating with a diffusion slot
-        prior fitted to its aggregate posterior (its sharpest samples)."""
+        default, ``stacks32_slot_diffusion``, is ``stacks32_ar`` generating with a diffusion
+        slot prior (a transformer over the slots) fitted to its aggregate posterior (its
+        sharpest samples)."""
         module, info = load_pretrained(name_or_path, device, lom_class=cls)
         if not isinstance(module, cls):
             raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, "
@@ -304,17 +305,12 @@ class LOM(PyroModule):
     def render(self, z: Tensor, s: Tensor | None = None) -> Generated:
         """Decode ordered slots ``z (N, K, Dz)`` into images, masks and components; ``s``
         is carried along as the scene latent they came from (if any)."""
-        rgb, logits = self.decode(z)
-        images, masks = compose(rgb, logits)
-        return Generated(images=images, masks=masks, components=rgb, s=s, z=z)
+        return decoded(self.decode, z, s)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.8) -> Generated:
         """Unconditional samples; τ multiplies the prior standard deviations (§4.1)."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        check_sampling(n, temperature)
         ref = self._reference()
         s = self.scene_prior(max(temperature, 1e-6)).sample((n,)).to(ref.device, ref.dtype)
         return self.generate(s, temperature)

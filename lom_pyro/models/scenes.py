@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor
 
+from lom_pyro.ops import compose
 from lom_pyro.orderless.base import SlotPosterior
 
-__all__ = ["Generated", "Encoding"]
+__all__ = ["Generated", "Encoding", "decoded"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,10 @@ class Encoding:
     slots_scale: Tensor
     permutation: Tensor
     orderless: SlotPosterior
+
+
+def decoded(decode: Callable[[Tensor], tuple[Tensor, Tensor]], z: Tensor, s: Tensor | None) -> Generated:
+    """Decode slots ``z (N, K, Dz)`` with ``decode`` and composite them; ``s`` is carried along."""
+    rgb, logits = decode(z)
+    images, masks = compose(rgb, logits)
+    return Generated(images=images, masks=masks, components=rgb, s=s, z=z)

@@ -69,7 +69,7 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
     assert metrics["steps"] == 2
 
 
-@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion"])
+@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion", "stacks32_slot_diffusion"])
 def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name):
     from lom_pyro.evaluation.assess import decomposition_metrics
     from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
@@ -88,13 +88,15 @@ def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name)
     assert lom.sample(4, temperature=0.8).images.shape == (4, 3, 32, 32)
 
 
-def test_the_default_model_generates_through_s_with_a_diffusion_prior_fitted_to_stacks32_ar():
-    from lom_pyro.slot_priors import DiffusionPrior
+@pytest.mark.parametrize("name, prior", [(None, "slot_diffusion"), ("stacks32_diffusion", "diffusion")])
+def test_the_default_model_generates_through_s_with_a_diffusion_prior_fitted_to_stacks32_ar(name, prior):
+    from lom_pyro.slot_priors import DiffusionChain
 
-    lom, source = LOM.from_pretrained(), LOM.from_pretrained("stacks32_ar")
-    assert isinstance(lom.slot_prior, DiffusionPrior)
+    lom = LOM.from_pretrained() if name is None else LOM.from_pretrained(name)
+    source = LOM.from_pretrained("stacks32_ar")
+    assert isinstance(lom.slot_prior, DiffusionChain)
     fit = lom.pretrained_info["slot_prior_fit"]
-    assert fit["source"] == "stacks32_ar" and fit["prior"] == "diffusion"
+    assert fit["source"] == "stacks32_ar" and fit["prior"] == prior
     # everything but generation is stacks32_ar's: encoder, decoder and the reference the guide aligns to
     mine = lom.state_dict()
     for key, value in source.state_dict().items():
