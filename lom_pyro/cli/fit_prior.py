@@ -45,7 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-samples", type=int, default=500, help="samples per temperature in the report")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="end with a moving average of the prior's weights with this decay (0: the last weights)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long, counted "
+                        "from this command's start (a resumed fit gets the whole span again)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 

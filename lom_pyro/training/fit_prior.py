@@ -133,6 +133,7 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
                                          **({"ema": averaged} if averaged else {})})
 
     started, loss = time.monotonic() - seconds, float("nan")
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes is not None else float("inf")   # this call's
     prior.train()
     while step < steps:
         s, z = _batch(cache, fit_index, batch_size)
@@ -158,7 +159,7 @@ def fit_slot_prior(prior: nn.Module, cache: dict[str, Tensor], fit_index: Tensor
                       f"{seconds:.0f} s", file=sys.stderr, flush=True)
         if step % CHECKPOINT_EVERY == 0 or step == steps:
             save()
-        if max_minutes is not None and seconds > 60 * max_minutes and step < steps:
+        if time.monotonic() > deadline and step < steps:
             save()
             if progress:
                 print(f"stopped after {max_minutes} minutes at step {step}; rerun to resume", file=sys.stderr)
