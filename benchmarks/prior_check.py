@@ -77,7 +77,7 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
         "explained_variance_per_slot": (1 - (enc.slots_loc - prior_loc).var(0).sum(-1)
                                         / enc.slots_loc.var(0).sum(-1)).tolist(),
         "scene_kl_nats": _scene_kl(module, enc.scene_loc, enc.scene_scale),
-        "scene_free_bits_nats": config.scene_free_bits * module.scene_dim,
+        "scene_free_bits_nats": config.scene_free_bits_per_dim * module.scene_dim,
         "scene_posterior_mean_norm": float(enc.scene_loc.norm(dim=1).mean()),
         "prior_scene_sample_norm": temperature * module.scene_dim ** 0.5,
     })

@@ -92,7 +92,7 @@ def train(lom: LOM, geco: GECO, batches: Iterator[Tensor], steps: int, device: t
     groups = parameter_groups(lom, frozen=None)   # clipped apart: the orderless model's and the LOM's own
     optimiser = torch.optim.Adam([{"params": group} for group in groups], lr=schedule.lr)
     hooks = [LearningRate(schedule.lr, schedule.warmup, schedule.decay_every),
-             SceneFreeBits(lom, steps),   # Eq. 26: 0.25·Ds nats, then 0.167·Ds for the last 25K steps
+             SceneFreeBits(lom.scene_dim, steps),   # Eq. 26: 0.25·Ds nats, then 0.167·Ds for the last 25K steps
              PrintScalars(steps, LOG_EVERY)]
     loss_of = lambda x: geco.compute(lom.model, lom.guide, x)
     Loop(loss_of, optimiser, groups, batches, device, schedule.grad_clip, hooks).run(0, steps)

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError as _NotInstalled
 from importlib.metadata import version as _version
 
 from lom_pyro import registry, sites
-from lom_pyro.handlers import align, order_aware_scale, stop_gradient
+from lom_pyro.handlers import align, free_bits, order_aware_scale, stop_gradient
 from lom_pyro.infer import GECO, LOMELBO, GECOConfig
 from lom_pyro.models import LOM
 from lom_pyro.ops import greedy_match, hungarian_match, slerp
@@ -16,7 +16,7 @@ from lom_pyro.priors import MixtureScenePrior, StandardNormalPrior
 
 __all__ = [
     "LOM", "EMORL", "GenesisV2", "LOMELBO", "GECO", "GECOConfig",
-    "align", "order_aware_scale", "stop_gradient",
+    "align", "free_bits", "order_aware_scale", "stop_gradient",
     "greedy_match", "hungarian_match", "slerp",
     "OrderlessModel", "SlotPosterior", "standalone",
     "MixtureScenePrior", "StandardNormalPrior", "registry", "sites",

@@ -14,6 +14,12 @@ did in the site's ``msg["infer"]``, which ``poutine.trace`` keeps:
   order-aware scales of ``f'_φ`` (Eq. 5); ``reuse_orderless_scales=True`` is
   ablation Model 5.
 
+One more sets what the objective reads rather than what the program samples:
+
+* :func:`free_bits` — the free bits λ of named latent sites (``infer["free_bits"]``,
+  which :class:`~lom_pyro.infer.LOMELBO` clamps each KL at); the training loop sets the
+  scene's schedule (Eq. 26) through it instead of changing the LOM.
+
 Handlers run innermost first, so write ``with order_aware_scale(...), align(...):``
 (alignment happens before the scales see the permuted means).
 
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import pyro.distributions as dist
@@ -50,6 +56,7 @@ __all__ = [
     "StopGradientMessenger", "stop_gradient",
     "AlignMessenger", "align", "MATCHERS",
     "OrderAwareScaleMessenger", "order_aware_scale",
+    "FreeBitsMessenger", "free_bits",
     "normal_parts",
 ]
 
@@ -221,4 +228,37 @@ def order_aware_scale(fn: Callable | None = None, *, scale_fn: Callable[[Tensor]
                       reuse_orderless_scales: bool = False, site: str = OBJECTS):
     """Front door of :class:`OrderAwareScaleMessenger` (decorator or context manager)."""
     messenger = OrderAwareScaleMessenger(scale_fn, reuse_orderless_scales=reuse_orderless_scales, site=site)
+    return messenger(fn) if fn is not None else messenger
+
+
+class FreeBitsMessenger(Messenger):
+    """Set the free bits λ (nats per example) of latent sites, whatever the program says.
+
+    At each sample site named in ``nats`` that is not observed, ``infer["free_bits"]``
+    becomes ``nats[name]`` (0: off); :class:`~lom_pyro.infer.LOMELBO` clamps that site's KL
+    at λ from below. Wrap the whole loss — model and guide — since the ELBO reads the
+    guide site's value first. ``nats`` may be changed between steps (the loop's
+    scene schedule, :class:`~lom_pyro.training.hooks.SceneFreeBits`, does).
+
+    :param nats: site name → λ in nats per example, ``>= 0``.
+    """
+
+    def __init__(self, nats: Mapping[str, float]) -> None:
+        if isinstance(nats, str) or not isinstance(nats, Mapping):
+            raise ValueError(f"nats must map site names to nats, got {nats!r}")
+        for name, value in nats.items():
+            if not value >= 0:
+                raise ValueError(f"free bits of site {name!r} must be >= 0 nats, got {value!r}")
+        super().__init__()
+        self.nats = dict(nats)
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["name"] in self.nats and not msg["is_observed"]:
+            # a new dict: a program's own infer dict may be shared between calls
+            msg["infer"] = {**msg["infer"], "free_bits": float(self.nats[msg["name"]])}
+
+
+def free_bits(fn: Callable | None = None, *, nats: Mapping[str, float]):
+    """Front door of :class:`FreeBitsMessenger` (decorator or context manager)."""
+    messenger = FreeBitsMessenger(nats)
     return messenger(fn) if fn is not None else messenger

@@ -14,7 +14,7 @@ from typing import Any
 from lom_pyro.cli import refuse
 from lom_pyro import registry
 from lom_pyro.training.config import (AMP_MODES, HELP, LIKELIHOOD_CHOICES, LOM_DECODER_INITS, LOM_GECO_FORMS,
-                                      PRESETS, SECTIONS, TrainConfig, config_from_preset, read_config_file)
+                                      PRESETS, RENAMED, SECTIONS, TrainConfig, config_from_preset, read_config_file)
 
 __all__ = ["configure", "run"]
 
@@ -61,15 +61,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         for name in names:
             if name == "preset":
                 continue
-            flag = "--" + name.replace("_", "-")
+            flags = ["--" + key.replace("_", "-") for key in (name, *(old for old, new in RENAMED.items()
+                                                                      if new == name))]   # old names still work
             kind = _flag_type(hints[name])
             value = getattr(quickstart, name)
             shown = json.dumps(value) if isinstance(value, dict) else value
             help_text = f"{HELP[name]} (quickstart: {shown})".replace("%", "%%")
             if kind is bool:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
             else:
-                group.add_argument(flag, type=kind, default=None, choices=_CHOICES.get(name), help=help_text)
+                group.add_argument(*flags, dest=name, type=kind, default=None, choices=_CHOICES.get(name),
+                                   help=help_text)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -75,8 +75,9 @@ class LOM(PyroModule):
     :param share_prior_and_scale_nets: ``f'_φ`` is the slot prior's own network (ablation
         Model 6); not with ``scale_net``.
     :param reuse_orderless_scales: no order-aware scales (ablation Model 5).
-    :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds); an
-        attribute, so a schedule may lower it (0.167·Ds for the last 25K steps).
+    :param scene_free_bits: free bits on the scene KL, nats (paper: 0.25·Ds). A schedule
+        (Eq. 26: 0.167·Ds for the last 25K steps) overrides it from outside, with
+        :func:`~lom_pyro.handlers.free_bits` around the loss, as the training loop does.
     :param slot_free_bits: free bits on the slot KL summed over K (paper: none).
     :param num_slots, slot_dim: if given, checked against the orderless model's.
 

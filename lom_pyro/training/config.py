@@ -12,14 +12,15 @@ import math
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lom_pyro.data.presets import DATASET_PRESETS
 from lom_pyro import registry
 
-__all__ = ["TrainConfig", "SECTIONS", "PRESETS", "GENESIS_V2_PRESETS", "HELP", "RESUME_OVERRIDES", "config_from_preset",
+__all__ = ["TrainConfig", "SECTIONS", "RENAMED", "with_new_names", "PRESETS", "GENESIS_V2_PRESETS", "HELP",
+           "RESUME_OVERRIDES", "config_from_preset",
            "read_config_file", "type_error", "with_absolute_paths"]
 
 LOM_GECO_FORMS = ("orderless", "genesis")
@@ -69,8 +70,8 @@ class TrainConfig:
     freeze_orderless: bool = False
     init_from: str | None = None
     lom_decoder_frozen_steps: int = 0
-    scene_free_bits: float = 0.25
-    scene_free_bits_final: float = 0.167
+    scene_free_bits_per_dim: float = 0.25
+    scene_free_bits_final_per_dim: float = 0.167
     # run: data, machine, outputs
     preset: str = "quickstart"
     dataset: str = "stacks"
@@ -88,8 +89,18 @@ class TrainConfig:
     eval_every_scenes: int = 128
     eval_scenes: int = 256
     max_bad_steps: int = 20
+    # the old names of scene_free_bits_per_dim and scene_free_bits_final_per_dim (:data:`RENAMED`):
+    # a config stored under them (a checkpoint's, a pretrained file's info) still builds
+    scene_free_bits: InitVar[float | None] = None
+    scene_free_bits_final: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, scene_free_bits: float | None, scene_free_bits_final: float | None) -> None:
+        for old, value in (("scene_free_bits", scene_free_bits), ("scene_free_bits_final", scene_free_bits_final)):
+            if value is not None:
+                new = RENAMED[old]
+                if getattr(self, new) != _DEFAULTS[new]:
+                    raise ValueError(f"sets both {old} and {new}, its new name; keep only {new}")
+                setattr(self, new, value)
         for f in dataclasses.fields(self):
             wrong = type_error(f.name, getattr(self, f.name))
             if wrong:
@@ -149,7 +160,8 @@ def _check_geco(config: TrainConfig) -> None:
 
 def _check_schedule(config: TrainConfig) -> None:
     _at_least(config, 1, "steps")
-    _at_least(config, 0, "orderless_steps", "lom_decoder_frozen_steps")
+    _at_least(config, 0, "orderless_steps", "lom_decoder_frozen_steps", "scene_free_bits_per_dim",
+              "scene_free_bits_final_per_dim")
     if config.freeze_orderless and not (config.orderless_checkpoint or config.orderless_steps):
         raise ValueError("freeze_orderless needs a trained orderless model: give orderless_checkpoint "
                          "or orderless_steps")
@@ -163,6 +175,13 @@ def _check_run(config: TrainConfig) -> None:
         raise ValueError(f"max_minutes must be > 0, got {config.max_minutes}")
 
 
+#: old field name → new: configs stored under the old names (checkpoints, pretrained files,
+#: ``--config`` files, scripts) still read. The scene free bits were renamed because the LOM's
+#: own ``scene_free_bits`` keyword is in nats while these are nats per scene dimension.
+RENAMED: dict[str, str] = {"scene_free_bits": "scene_free_bits_per_dim",
+                           "scene_free_bits_final": "scene_free_bits_final_per_dim"}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
 #: section → its fields, in the order of :class:`TrainConfig`
 SECTIONS: dict[str, tuple[str, ...]] = {
     "model": ("orderless", "lom", "image_size", "orderless_kwargs", "lom_kwargs", "lom_decoder", "lom_decoder_init",
@@ -170,7 +189,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "optimisation": ("batch_size", "lr", "warmup", "decay_every", "grad_clip"),
     "geco": ("goal", "orderless_goal", "lom_geco", "lom_beta_max", "geco_speedup", "geco_step_size", "geco_warmup"),
     "schedule": ("steps", "orderless_steps", "orderless_checkpoint", "freeze_orderless", "init_from",
-                 "lom_decoder_frozen_steps", "scene_free_bits", "scene_free_bits_final"),
+                 "lom_decoder_frozen_steps", "scene_free_bits_per_dim",
+                 "scene_free_bits_final_per_dim"),
     "run": ("preset", "dataset", "seed", "threads", "device", "amp", "compile", "out", "checkpoint_every",
             "keep_checkpoints", "max_minutes", "figure_every", "eval_every", "eval_every_scenes", "eval_scenes",
             "max_bad_steps"),
@@ -238,8 +258,10 @@ HELP: dict[str, str] = {
     "geco_speedup": "factor on the GECO step once the goal is met (paper: 5 / 50 / 10)",
     "geco_step_size": "GECO step (paper: 1e-6)",
     "geco_warmup": "steps before the GECO multipliers move (EMORL: 1,000)",
-    "scene_free_bits": "free bits on the scene KL, times Ds (paper: 0.25; 0: off)",
-    "scene_free_bits_final": "... times Ds for the last 25K steps of runs longer than that (paper: 0.167)",
+    "scene_free_bits_per_dim": "free bits on the scene KL in nats per scene dimension: λ = this × Ds nats "
+                               "(Eq. 26, paper: 0.25; 0: off). A LOM's own scene_free_bits keyword is in "
+                               "nats; in training this schedule sets the value",
+    "scene_free_bits_final_per_dim": "... the same for the last 25K steps of runs longer than that (paper: 0.167)",
     "scene_prior": "'normal' or 'mixture' (a learnable mixture of Gaussians)",
     "scene_prior_components": "components of the mixture scene prior",
     "checkpoint_every": "write a resumable checkpoint every N steps (also at the end and when stopped; 0: only then)",
@@ -338,11 +360,24 @@ assert set(GENESIS_V2_PRESETS) == set(PRESETS), "every preset needs its GENESIS-
 ORDERLESS_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"emorl": PRESETS, "genesis_v2": GENESIS_V2_PRESETS}
 
 
+def with_new_names(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with every old field name of :data:`RENAMED` replaced by its new one;
+    ``where`` names the source in the error when both names are set."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{where}: sets both {old} and {new}, its new name; keep only {new}")
+            out[new] = out.pop(old)
+    return out
+
+
 def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
     """A :class:`TrainConfig` from a named preset with keyword overrides. The preset's values
     are those of the orderless model named in ``overrides`` (EMORL's by default)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    overrides = with_new_names(overrides, "config_from_preset")
     unknown = set(overrides) - set(HELP)
     if unknown:
         raise ValueError(f"unknown config keys {sorted(unknown)}; known: {', '.join(sorted(HELP))}")
@@ -388,6 +423,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             if name in flat:
                 raise ValueError(f"--config {path}: {name} is set twice, at the top and in [{section}]")
             flat[name] = value
+    flat = with_new_names(flat, f"--config {path}")
     unknown = set(flat) - set(HELP)
     if unknown:
         raise ValueError(f"--config {path}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(HELP))}")

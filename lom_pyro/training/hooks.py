@@ -11,13 +11,17 @@ adds non-finite steps, its log, figures, held-out checks, checkpoints and stoppi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 
 import torch
+from pyro.poutine.messenger import Messenger
 from torch import Tensor, nn
 
+from lom_pyro.handlers import FreeBitsMessenger
 from lom_pyro.infer.schedule import learning_rate_factor, scene_free_bits
+from lom_pyro.sites import SCENE
 
 __all__ = ["Loop", "Hook", "LearningRate", "SceneFreeBits", "DecoderThaw", "PrintScalars"]
 
@@ -27,10 +31,15 @@ LossOf = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
 
 class Hook:
     """One concern of the loop. :meth:`before` runs before step ``i`` draws its batch,
-    :meth:`after` once the step is taken or skipped; both may read and change the loop."""
+    :meth:`after` once the step is taken or skipped; both may read and change the loop.
+    :meth:`handler`, when not None, is a Pyro handler the loss of every step runs under
+    (how a hook changes what the objective reads without changing the model)."""
 
     def before(self, loop: Loop, i: int) -> None:
         pass
+
+    def handler(self) -> Messenger | None:
+        return None
 
     def after(self, loop: Loop, i: int) -> None:
         pass
@@ -62,7 +71,12 @@ class Loop:
             for hook in self.hooks:
                 hook.before(self, i)
             x = next(self.batches).to(self.device)
-            loss, self.logs = self.loss_of(x)
+            with contextlib.ExitStack() as handlers:
+                for hook in self.hooks:
+                    handler = hook.handler()
+                    if handler is not None:
+                        handlers.enter_context(handler)
+                loss, self.logs = self.loss_of(x)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             # clipped per group: the LOM's gradient norm never rescales the orderless update
@@ -93,18 +107,27 @@ class LearningRate(Hook):
 
 @dataclasses.dataclass
 class SceneFreeBits(Hook):
-    """Eq. 26: the LOM's free bits on the scene KL, ``start·Ds`` nats, then ``end·Ds`` for
-    the last 25K of ``total`` steps. ``offset``: the run's steps before this loop's step 0."""
+    """Eq. 26: free bits on the scene KL of ``start·Ds`` nats, then ``end·Ds`` for the last
+    25K of ``total`` steps (``start``, ``end``: nats per scene dimension). Set on the scene
+    site by a :class:`~lom_pyro.handlers.FreeBitsMessenger` around each step's loss; the
+    LOM itself is left as it is. ``offset``: the run's steps before this loop's step 0."""
 
-    lom: nn.Module
+    scene_dim: int
     total: int
     start: float = 0.25
     end: float = 0.167
     offset: int = 0
+    messenger: FreeBitsMessenger = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.messenger = FreeBitsMessenger({SCENE: self.start * self.scene_dim})
 
     def before(self, loop: Loop, i: int) -> None:
-        self.lom.scene_free_bits = scene_free_bits(self.offset + i, self.offset + self.total, self.lom.scene_dim,
-                                                   start=self.start, end=self.end)
+        self.messenger.nats[SCENE] = scene_free_bits(self.offset + i, self.offset + self.total, self.scene_dim,
+                                                     start=self.start, end=self.end)
+
+    def handler(self) -> Messenger:
+        return self.messenger
 
 
 class DecoderThaw(Hook):

@@ -121,7 +121,8 @@ def _stage(run: _Run, trained: nn.Module, minimised: GECO, stage: str, steps: in
         hooks.append(DecoderThaw(trained.decoder, config.lom_decoder_frozen_steps, first, wrapped))
     hooks.append(LearningRate(config.lr, config.warmup, config.decay_every))
     if isinstance(trained, LOM):
-        hooks.append(SceneFreeBits(trained, steps, config.scene_free_bits, config.scene_free_bits_final, start))
+        hooks.append(SceneFreeBits(trained.scene_dim, steps, config.scene_free_bits_per_dim,
+                                   config.scene_free_bits_final_per_dim, start))
     label = {ORDERLESS_STAGE: "stage 1 (orderless)"}.get(stage, "LOM" if isinstance(trained, LOM) else "orderless")
     bar = tqdm(desc=label, initial=first, total=steps, dynamic_ncols=True, mininterval=1.0,
                disable=not (run.progress and run.ranks.main))

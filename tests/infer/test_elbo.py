@@ -6,10 +6,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
 from lom_pyro import LOM, LOMELBO, MixtureScenePrior
+from lom_pyro.handlers import free_bits
 from lom_pyro.sites import OBJECTS, OBS, ORDERLESS_OBS, ORDERLESS_SLOTS, SCENE
 from toy import ToyOrderless
 
@@ -93,6 +96,30 @@ def test_free_bits_inactive_above_lambda():
     loss = LOMELBO().differentiable_loss(model, guide, torch.zeros(2))
     (grad,) = torch.autograd.grad(loss, m)
     assert torch.allclose(grad, 3 * m.detach())        # d/dm of 3 m²/2
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 5.0), st.floats(-2.0, 2.0), st.floats(0.0, 5.0))
+def test_the_free_bits_handler_overrides_the_guide_and_clamps_at_its_lambda(own, m, nats):
+    """Under ``free_bits`` the site's KL term is max(KL, λ) with the handler's λ, whatever
+    λ the guide's own site carries; the raw KL is untouched."""
+    model, guide, m_param = _tiny(free_bits=own)
+    with torch.no_grad():
+        m_param.fill_(m)
+    with free_bits(nats={"z": nats}):
+        term = LOMELBO().terms(model, guide, torch.zeros(2))["z"]
+    kl = torch.full((2,), 1.5 * m ** 2)                            # 3 dims of KL(N(m, 1) ‖ N(0, 1))
+    assert torch.allclose(term.raw.detach(), kl, atol=1e-5)
+    assert torch.allclose(term.value.detach(), kl.clamp(min=nats), atol=1e-5)
+    outside = LOMELBO().terms(model, guide, torch.zeros(2))["z"]  # the handler leaves no trace behind
+    assert torch.allclose(outside.value.detach(), kl.clamp(min=own), atol=1e-5)
+
+
+def test_the_free_bits_handler_refuses_negative_nats():
+    with pytest.raises(ValueError, match="must be >= 0 nats"):
+        free_bits(nats={"s": -1.0})
+    with pytest.raises(ValueError, match="must map site names"):
+        free_bits(nats="s")
 
 
 def test_monte_carlo_kl_for_mixture_prior():

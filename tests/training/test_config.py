@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from lom_pyro.training.build import config_of
 from lom_pyro.training.config import SECTIONS, TrainConfig, config_from_preset, read_config_file
 
 
@@ -56,3 +57,20 @@ def test_a_misplaced_key_is_refused_naming_the_file(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as err:
         read_config_file(path)
     assert str(path) in str(err.value)
+
+
+def test_configs_stored_under_the_old_free_bits_names_still_read(tmp_path):
+    """The scene free bits are nats per scene dimension; their fields were renamed so that
+    they no longer share a name with the LOM's ``scene_free_bits`` (nats). Checkpoints,
+    pretrained files and --config files written before still read, as the same values."""
+    path = tmp_path / "old.toml"
+    path.write_text("[schedule]\nscene_free_bits = 0.5\nscene_free_bits_final = 0.1\n")
+    assert read_config_file(path) == {"scene_free_bits_per_dim": 0.5, "scene_free_bits_final_per_dim": 0.1}
+    stored = {**dataclasses.asdict(config_from_preset("quickstart")), "scene_free_bits": 0.5}
+    del stored["scene_free_bits_per_dim"]
+    config = config_of({"config": stored}, "old.pt")
+    assert (config.scene_free_bits_per_dim, config.scene_free_bits_final_per_dim) == (0.5, 0.167)
+    with pytest.raises(ValueError, match="sets both scene_free_bits and scene_free_bits_per_dim"):
+        config_from_preset("quickstart", scene_free_bits=0.5, scene_free_bits_per_dim=0.5)
+    with pytest.raises(ValueError, match="scene_free_bits_per_dim must be >= 0"):
+        config_from_preset("quickstart", scene_free_bits_per_dim=-0.1)

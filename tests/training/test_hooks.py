@@ -3,10 +3,14 @@
 import itertools
 from types import SimpleNamespace
 
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
 from torch import nn
 
+from lom_pyro.sites import SCENE
 from lom_pyro.training.hooks import DecoderThaw, Hook, LearningRate, Loop, PrintScalars, SceneFreeBits
 
 
@@ -66,12 +70,35 @@ def test_a_hook_may_end_the_loop_early_and_a_loop_past_its_end_does_nothing():
 
 @pytest.mark.parametrize("offset", [0, 30_000])
 def test_scene_free_bits_follow_eq_26(offset):
-    lom = SimpleNamespace(scene_dim=8, scene_free_bits=None)
-    hook, total = SceneFreeBits(lom, total=40_000 - offset, offset=offset), 40_000
+    hook, total = SceneFreeBits(scene_dim=8, total=40_000 - offset, offset=offset), 40_000
     for step, fraction in [(0, 0.25), (14_999, 0.25), (15_000, 0.167), (39_999, 0.167)]:
         if step >= offset:
             hook.before(None, step - offset)
-            assert lom.scene_free_bits == pytest.approx(fraction * 8), (step, total)
+            assert hook.handler().nats[SCENE] == pytest.approx(fraction * 8), (step, total)
+
+
+def test_each_steps_loss_runs_under_the_hooks_handlers_and_the_model_is_left_alone():
+    """The scene free bits reach the scene site of every step's trace through the hook's
+    handler (a 30K-step schedule: 0.25·Ds, then 0.167·Ds for the last 25K steps);
+    outside the step the site carries the program's own value again."""
+    w = nn.Parameter(torch.zeros(()))
+
+    def program():
+        return pyro.sample(SCENE, dist.Normal(w, 1.0), infer={"free_bits": 99.0})
+
+    seen = []
+
+    def loss_of(x):
+        site = poutine.trace(program).get_trace().nodes[SCENE]
+        seen.append(site["infer"]["free_bits"])
+        return ((w - x) ** 2).sum(), {}
+
+    hook = SceneFreeBits(scene_dim=4, total=30_000)
+    batches = iter(torch.zeros(1) for _ in range(5))
+    loop = Loop(loss_of, torch.optim.SGD([w], lr=0.1), [[w]], batches, torch.device("cpu"), 1.0, [hook])
+    loop.run(4_998, 5_001)
+    assert seen == pytest.approx([1.0, 1.0, 0.167 * 4])
+    assert poutine.trace(program).get_trace().nodes[SCENE]["infer"]["free_bits"] == 99.0
 
 
 def test_the_decoder_thaws_at_its_step_and_the_loss_is_wrapped_anew():
