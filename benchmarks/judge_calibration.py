@@ -10,7 +10,8 @@ Two steps, each a subcommand:
     images that were labelled), ``key.json`` (where each image came from — not to be opened
     before labelling ends) and the numbered contact sheets ``sheets/sheet_XX.png`` that a
     person labels. Every draw is seeded, so the set is regenerated bit-identically on the
-    same torch build; the committed ``images.npz`` is the record either way.
+    same machine and torch build (within one grey level on another machine); the
+    committed ``images.npz`` is the record either way.
 
 ``score``
     Reads ``labels.json`` (``{"labellers": {name: "PBF..."}}``, one letter per image from
@@ -19,6 +20,10 @@ Two steps, each a subcommand:
     chooses the ``touching`` judge's thresholds on the tuning half only (a grid, most
     agreement with P ∪ B), and reports agreement, precision and recall of both judges on
     each half, per source, beside the agreement between labellers. ``sharp`` is not tuned.
+    The third judge, ``masks``, needs each image's slot masks, which are not stored: the
+    set is built again (refused unless it matches ``images.npz`` within one grey level),
+    its thresholds chosen on the tuning half in the same way (``MASK_GRID``), and it is
+    reported beside the other two against P ∪ B.
 
     python benchmarks/judge_calibration.py build --out benchmarks/results/judges
     python benchmarks/judge_calibration.py score --out benchmarks/results/judges
@@ -41,6 +46,7 @@ from lom_pyro import LOM
 from lom_pyro.evaluation.assess import reconstructions, sample_images, unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.labels import contact_sheet
+from lom_pyro.metrics.mask_structure import MaskCriterion, mask_flags
 from lom_pyro.metrics.structure import TouchingCriterion, sharp_flags, touching_flags
 from lom_pyro.training import load_trained
 
@@ -54,6 +60,7 @@ RUNS = Path(__file__).parent / "results" / "long"
 SAMPLES = {"emorl": 20, "stacks32": 20, "stacks32_ar": 30, "lom_lstm_prior": 20}
 BLUR_SIGMAS = (0.7, 1.2, 2.0, 3.0)   # px; 10 real stacks each
 NOISE_FRACTIONS = (0.0, 0.4, 0.8)    # decoded posterior means + c·σ_p noise; 20 scenes each
+MAX_SLOTS = 8                        # masks of every source padded to this many slots
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -67,44 +74,60 @@ def _u8(images: torch.Tensor) -> np.ndarray:
     return np.round(images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
 
 
+def _pad(masks: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Masks ``(N, K, H, W)`` (or the models' ``(N, K, 1, H, W)``) as float16 with
+    ``MAX_SLOTS`` slots, empty slots added: every source in one array."""
+    m = masks.squeeze(2).float().cpu().numpy() if isinstance(masks, torch.Tensor) else masks.astype(np.float32)
+    return np.concatenate([m, np.zeros((len(m), MAX_SLOTS - m.shape[1], *m.shape[2:]), m.dtype)], 1).astype(np.float16)
+
+
 @torch.no_grad()
-def build_set() -> tuple[np.ndarray, list[str]]:
+def build_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The labelled images, each with the slot masks of its source (the real scenes'
+    own, a model's decoded masks), and the sources, in the shuffled order."""
     images: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     sources: list[str] = []
 
-    def add(batch: np.ndarray, source: str) -> None:
+    def add(batch: np.ndarray, batch_masks, source: str) -> None:
         images.append(batch)
+        masks.append(_pad(batch_masks))
         sources.extend([source] * len(batch))
 
-    add(generate("stacks", 40, SIZE, seed=20_001).images, "real")
-    real = generate("stacks", 10 * len(BLUR_SIGMAS), SIZE, seed=20_002).images
+    scenes = generate("stacks", 40, SIZE, seed=20_001)
+    add(scenes.images, scenes.masks, "real")
+    real = generate("stacks", 10 * len(BLUR_SIGMAS), SIZE, seed=20_002)
     for i, sigma in enumerate(BLUR_SIGMAS):
-        chunk = real[10 * i:10 * (i + 1)].astype(np.float64)
+        chunk = real.images[10 * i:10 * (i + 1)].astype(np.float64)
         blurred = ndimage.gaussian_filter(chunk, sigma=(0, sigma, sigma, 0), mode="nearest")
-        add(np.round(blurred).clip(0, 255).astype(np.uint8), f"real_blur_{sigma:g}")
+        add(np.round(blurred).clip(0, 255).astype(np.uint8), real.masks[10 * i:10 * (i + 1)], f"real_blur_{sigma:g}")
     for m, (name, count) in enumerate(SAMPLES.items()):
         module = _model(name)
         for t, tau in enumerate(TEMPERATURES):
             torch.manual_seed(1000 * m + t)
-            add(_u8(sample_images(module, count, tau)[0]), f"{name}_t{tau:g}")
+            sampled, sampled_masks = sample_images(module, count, tau)
+            add(_u8(sampled), sampled_masks, f"{name}_t{tau:g}")
     scenes = generate("stacks", 50, SIZE, seed=20_003).model_images()
     torch.manual_seed(7)
     ar = _model("stacks32_ar")
-    add(_u8(reconstructions(ar, scenes[:30])["lom"][0]), "recon_stacks32_ar")
-    add(_u8(reconstructions(_model("emorl"), scenes[30:])["orderless"][0]), "recon_emorl")
+    recon, recon_masks = reconstructions(ar, scenes[:30])["lom"]
+    add(_u8(recon), recon_masks, "recon_stacks32_ar")
+    recon, recon_masks = reconstructions(_model("emorl"), scenes[30:])["orderless"]
+    add(_u8(recon), recon_masks, "recon_emorl")
     x = generate("stacks", 20 * len(NOISE_FRACTIONS), SIZE, seed=20_004).model_images()
     for i, c in enumerate(NOISE_FRACTIONS):
         torch.manual_seed(100 + i)
         enc = ar.encode(x[20 * i:20 * (i + 1)])
         _, prior_scale = ar.prior_given(enc.scene_loc, enc.slots_loc)
         z = enc.slots_loc + c * prior_scale * torch.randn_like(enc.slots_loc)
-        add(_u8(unit_frame(ar, ar.render(z).images)), f"posterior_means_noise_{c:g}")
+        rendered = ar.render(z)
+        add(_u8(unit_frame(ar, rendered.images)), rendered.masks, f"posterior_means_noise_{c:g}")
     order = np.random.default_rng(SHUFFLE_SEED).permutation(len(sources))
-    return np.concatenate(images)[order], [sources[i] for i in order]
+    return np.concatenate(images)[order], np.concatenate(masks)[order], [sources[i] for i in order]
 
 
 def build(out: Path) -> None:
-    images, sources = build_set()
+    images, _, sources = build_set()
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "images.npz", images=images)
     (out / "key.json").write_text(json.dumps({"note": "open only after labelling", "sources": sources}, indent=0))
@@ -137,11 +160,24 @@ def agreement(flags: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
             "label_rate": float(truth.mean()) if len(flags) else float("nan")}
 
 
-def tune(images: np.ndarray, truth: np.ndarray) -> tuple[TouchingCriterion, float]:
-    best: tuple[tuple[float, float], TouchingCriterion] | None = None
-    for values in itertools.product(*GRID.values()):
-        criterion = TouchingCriterion(**dict(zip(GRID, values)))
-        a = agreement(touching_flags(images, criterion=criterion), truth)
+#: the grid the ``masks`` judge's thresholds are chosen from (on the tuning half only)
+MASK_GRID = {
+    "foreground": (0.15, 0.2, 0.25),
+    "block_area": (0.004, 0.006),
+    "one_piece": (0.7, 0.8, 0.9),
+    "confidence": (0.2, 0.4),
+    "distinct": (0.02, 0.1),
+    "gap_fraction": (0.03, 0.06, 0.1),
+}
+
+
+def tune(judge, make, grid: dict, truth: np.ndarray):
+    """The thresholds of ``grid`` (built by ``make``) whose verdicts ``judge(criterion)``
+    agree most with ``truth``, ties broken by the smaller of precision and recall."""
+    best = None
+    for values in itertools.product(*grid.values()):
+        criterion = make(**dict(zip(grid, values)))
+        a = agreement(judge(criterion), truth)
         score = (a["agreement"], min(a["precision"], a["recall"]))
         if best is None or score > best[0]:
             best = (score, criterion)
@@ -149,9 +185,10 @@ def tune(images: np.ndarray, truth: np.ndarray) -> tuple[TouchingCriterion, floa
     return best[1], best[0][0]
 
 
-def report(images, sources, labels, criterion) -> dict:
-    judged = {"touching": touching_flags(images, criterion=criterion), "sharp": sharp_flags(images)}
-    truth = {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P"}
+def report(images, masks, sources, labels) -> dict:
+    """Each judge (its default thresholds) against the labels, per half and per source."""
+    judged = {"touching": touching_flags(images), "sharp": sharp_flags(images), "masks": mask_flags(images, masks)}
+    truth = {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P", "masks": np.isin(labels, ["P", "B"])}
     halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
     out: dict = {}
     for judge, flags in judged.items():
@@ -202,32 +239,45 @@ def score(out: Path) -> dict:
     images = np.load(out / "images.npz")["images"]
     sources = np.array(json.loads((out / "key.json").read_text())["sources"])
     labels, per_labeller = read_labels(out / "labels.json", len(images))
+    # the masks are not stored: the set is built again and each image gets its source's masks
+    rebuilt, masks, rebuilt_sources = build_set()
+    if rebuilt_sources != sources.tolist() or np.abs(rebuilt.astype(int) - images).max() > 1:
+        raise ValueError(f"{out}: the set built again differs from images.npz (not the same sources or models)")
     tune_half = np.arange(len(labels)) % 2 == 0
+    touching_truth = np.isin(labels[tune_half], ["P", "B"])
     started = time.perf_counter()
-    criterion, tuned_agreement = tune(images[tune_half], np.isin(labels[tune_half], ["P", "B"]))
+    criterion, tuned_agreement = tune(lambda c: touching_flags(images[tune_half], criterion=c), TouchingCriterion,
+                                      GRID, touching_truth)
+    mask_criterion, mask_agreement = tune(lambda c: mask_flags(images[tune_half], masks[tune_half], criterion=c),
+                                          MaskCriterion, MASK_GRID, touching_truth)
     result = {"benchmark": "judge_calibration", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "images": int(len(labels)), "labels": {k: int((labels == k).sum()) for k in "PBF"},
               "between_labellers": between_labellers(per_labeller),
               "touching_criterion_chosen_on_tune_half": criterion.__dict__, "grid": GRID,
               "default_criterion": TouchingCriterion().__dict__,
+              "masks_criterion_chosen_on_tune_half": mask_criterion.__dict__, "masks_grid": MASK_GRID,
+              "masks_default_criterion": MaskCriterion().__dict__,
+              "rebuilt_pixels_differing_by_one_level": int((rebuilt != images).sum()),
               "tuning_seconds": round(time.perf_counter() - started, 1),
-              **report(images, sources, labels, TouchingCriterion())}
+              **report(images, masks, sources, labels)}
     (out / "calibration.json").write_text(json.dumps(result, indent=1))
     print(f"labels of record (majority of {len(per_labeller)}): {result['labels']}; between labellers "
           + "; ".join(f"{k} touching {v['touching']:.3f} sharp {v['sharp']:.3f}"
                       for k, v in result["between_labellers"].items()))
     print(f"touching thresholds chosen on the tuning half: {criterion.__dict__} (agreement {tuned_agreement:.3f});"
           f" the report uses the library's default {TouchingCriterion().__dict__}")
+    print(f"masks thresholds chosen on the tuning half: {mask_criterion.__dict__} (agreement {mask_agreement:.3f});"
+          f" the report uses the library's default {MaskCriterion().__dict__}")
     print(f"{'judge':<9}{'half':<10}{'agree':>7}{'prec':>7}{'recall':>7}{'judge%':>8}{'label%':>8}")
-    for judge in ("touching", "sharp"):
+    for judge in ("touching", "sharp", "masks"):
         for half in ("tune", "held_out"):
             a = result[judge][half]["all"]
             print(f"{judge:<9}{half:<10}{a['agreement']:>7.3f}{a['precision']:>7.3f}{a['recall']:>7.3f}"
                   f"{a['judge_rate']:>8.3f}{a['label_rate']:>8.3f}")
-    print("held-out half, per source (touching agree / sharp agree, n):")
+    print("held-out half, per source (touching / sharp / masks agree, n):")
     for src, a in result["touching"]["held_out"]["per_source"].items():
-        b = result["sharp"]["held_out"]["per_source"][src]
-        print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f}  n={a['n']}")
+        b, c = result["sharp"]["held_out"]["per_source"][src], result["masks"]["held_out"]["per_source"][src]
+        print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f} / {c['agreement']:.2f}  n={a['n']}")
     print(f"sharp passes, touching fails: images {result['sharp_implies_touching_exceptions']}")
     return result
 

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"S-Acc of {args.eval_scenes} samples at τ = 0.8, 95 % interval (sheets of 100 in {out}):")
     for name, r in s_acc.items():
         print(f"  {name:<34}" + "  ".join(f"{judge} {r[judge]['s_acc']:.3f} [{r[judge]['ci95'][0]:.3f}, "
-                                          f"{r[judge]['ci95'][1]:.3f}]" for judge in ("touching", "sharp")))
+                                          f"{r[judge]['ci95'][1]:.3f}]" for judge in ("touching", "sharp", "masks")))
     for target, met in targets.items():
         print(f"{'met' if met else 'NOT met'}: {target}")
     return result

@@ -2,8 +2,9 @@
 
 For each model: ``--samples`` samples at τ = 0.8 (the paper's), S-Acc by the ``touching``
 judge (the paper's criterion, blur allowed) and by the ``sharp`` judge, each with a 95 %
-Wilson interval, and the first 100 samples on a numbered sheet a reader can count by hand
-(``<out>/<name>.png``, the judges' verdicts beside it in ``<name>.json``). Prints a table
+Wilson interval (beside them the ``masks`` judge, which also reads the decoded slot masks),
+and the first 100 samples on a numbered sheet a reader can count by hand (``<out>/<name>.png``,
+the judges' verdicts beside it in ``<name>.json``). Prints a table
 and writes ``<out>/s_acc.json``.
 
     python benchmarks/s_acc.py stacks32_ar stacks32 benchmarks/results/long/emorl/checkpoint.pt \\
@@ -72,12 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         panel(figure, args.figure, scale=2)
-    print(f"{'model':<22}{'touching':>24}{'sharp':>24}   (S-Acc of {args.samples} samples at τ = "
-          f"{args.temperature:g}, 95 % interval)")
+    print(f"{'model':<22}{'touching':>24}{'sharp':>24}{'masks':>24}   (S-Acc of {args.samples} samples at τ = "
+          f"{args.temperature:g}, 95 % interval; masks also reads the decoded slot masks)")
     for row in rows:
         cells = [f"{row[j]['s_acc']:.3f} [{row[j]['ci95'][0]:.3f}, {row[j]['ci95'][1]:.3f}]"
-                 for j in ("touching", "sharp")]
-        print(f"{row['name']:<22}{cells[0]:>24}{cells[1]:>24}")
+                 for j in ("touching", "sharp", "masks")]
+        print(f"{row['name']:<22}{cells[0]:>24}{cells[1]:>24}{cells[2]:>24}")
     print("paper (§4, ShapeStacks, 100 samples counted by hand): "
           + ", ".join(f"{k} {v:.0%}" for k, v in PAPER.items()))
     result = {"benchmark": "s_acc", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),

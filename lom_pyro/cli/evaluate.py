@@ -38,7 +38,8 @@ def configure_evaluate(parser) -> None:
     parser.add_argument("--fid-n", type=int, default=10_000, help="real and generated images for FID/KID")
     parser.add_argument("--inception", help="InceptionV3 weights file (else $LOM_PYRO_INCEPTION, hub cache, ...)")
     parser.add_argument("--s-acc-samples", type=int, default=500, help="samples judged for S-Acc by the touching "
-                        "and sharp judges on procedural stacks (the first 100 also go on s_acc_sheet.png)")
+                        "and sharp judges (and the masks judge beside them) on procedural stacks (the first 100 "
+                        "also go on s_acc_sheet.png)")
     parser.add_argument("--s-acc-export", metavar="DIR", help="write 100 samples as a labelling sheet here")
     parser.add_argument("--s-acc-labels", metavar="CSV", help="read a filled-in labelling sheet back")
     parser.add_argument("--out", help="folder for eval.json and eval.md (default: the checkpoint's)")

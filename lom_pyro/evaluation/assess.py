@@ -177,15 +177,17 @@ def s_acc_of_samples(module: nn.Module, n: int, temperature: float, sheet: str |
     """The paper's protocol (§4): ``n`` samples at ``temperature``; S-Acc by the ``touching``
     and ``sharp`` judges with 95 % intervals (``judged``: procedural stacks only), and the
     first 100 on a numbered contact sheet (PNG at ``sheet``) for a person to count, with
-    each judge's verdict on them beside it (the same name, ``.json``)."""
+    each judge's verdict on them beside it (the same name, ``.json``). Beside them, the
+    ``masks`` judge, which also reads the samples' decoded slot masks."""
     import json
 
     from lom_pyro.metrics.labels import contact_sheet
-    from lom_pyro.metrics.structure import structure_report
+    from lom_pyro.metrics.mask_structure import mask_flags
+    from lom_pyro.metrics.structure import structure_report, wilson_interval
 
     with evaluation_mode(module, seed=EVAL_SEED):
-        samples = torch.cat([sample_images(module, min(CHUNK, n - i), temperature)[0].cpu()
-                             for i in range(0, n, CHUNK)])
+        drawn = [sample_images(module, min(CHUNK, n - i), temperature) for i in range(0, n, CHUNK)]
+    samples, masks = torch.cat([d[0].cpu() for d in drawn]), torch.cat([d[1].cpu() for d in drawn])
     shown = samples[:100]
     sheet = Path(sheet)
     sheet.parent.mkdir(parents=True, exist_ok=True)
@@ -193,10 +195,13 @@ def s_acc_of_samples(module: nn.Module, n: int, temperature: float, sheet: str |
     result: dict[str, Any] = {"samples": n, "temperature": temperature, "sheet": str(sheet)}
     if judged:
         report = structure_report(samples, value_range=(0.0, 1.0))
+        flags = mask_flags(samples, masks, value_range=(0.0, 1.0))
+        report["masks"] = {"s_acc": float(flags.mean()), "ci95": list(wilson_interval(int(flags.sum()), n)),
+                           "flags": flags.tolist()}
         sheet.with_suffix(".json").write_text(json.dumps(
-            {judge: report[judge]["flags"][:100] for judge in ("touching", "sharp")}))
+            {judge: report[judge]["flags"][:100] for judge in ("touching", "sharp", "masks")}))
         result.update({judge: {k: v for k, v in report[judge].items() if k != "flags"}
-                       for judge in ("touching", "sharp")})
+                       for judge in ("touching", "sharp", "masks")})
     return result
 
 

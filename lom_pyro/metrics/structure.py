@@ -130,7 +130,7 @@ class StackAnalysis:
 # ----------------------------------------------------------------------------- input
 
 
-def _as_nhwc(images: Any, value_range: tuple[float, float] | None) -> np.ndarray:
+def as_unit_nhwc(images: Any, value_range: tuple[float, float] | None) -> np.ndarray:
     """Images as float32 ``(N, H, W, 3)`` in [0, 1] from ``(N, 3, H, W)`` or ``(N, H, W, 3)``."""
     if hasattr(images, "detach"):  # a torch tensor, without importing torch
         images = images.detach().cpu().numpy()
@@ -157,7 +157,7 @@ def _as_nhwc(images: Any, value_range: tuple[float, float] | None) -> np.ndarray
     return np.clip((x.astype(np.float32) - low) / (high - low), 0.0, 1.0)
 
 
-def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance from colours ``c`` ``(..., 3)`` to the segment ``[a, b]`` (broadcastable)."""
     ab = b - a
     t = np.clip(((c - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
@@ -234,7 +234,7 @@ def _pile(img: np.ndarray, fg: np.ndarray) -> _Pile | StackAnalysis:
     return _Pile(comp, y0, y1, left, right, runs, colour)
 
 
-def _on_floor(img: np.ndarray, y1: int, lo: int, hi: int, wall: np.ndarray, floor: np.ndarray) -> bool:
+def on_floor(img: np.ndarray, y1: int, lo: int, hi: int, wall: np.ndarray, floor: np.ndarray) -> bool:
     """Rule 7: below row ``y1``, the bottom of the lowest block (columns ``lo..hi``), is
     floor, or the image ends."""
     h = img.shape[0]
@@ -312,7 +312,7 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
             return StackAnalysis(False, f"block {i} (from the top) is not supported by the block beneath", found)
 
     # rule 7: the lowest block stands on the floor
-    if not _on_floor(img, pile.y1, found[-1][2], found[-1][3], wall, floor):
+    if not on_floor(img, pile.y1, found[-1][2], found[-1][3], wall, floor):
         return StackAnalysis(False, "the lowest block is not on the floor (wall beneath it)", found)
     return StackAnalysis(True, "ok", found)
 
@@ -417,7 +417,7 @@ def _judge_touching(img: np.ndarray, linked: np.ndarray, flat: np.ndarray, flat_
         y1 = bottom
         while y1 + 1 < h and _joined(comp[y1 + 1:y1 + 2, lo:hi + 1]):
             y1 += 1
-        if not _on_floor(img, y1, lo, hi, wall, floor):
+        if not on_floor(img, y1, lo, hi, wall, floor):
             return StackAnalysis(False, f"block {i} (from the top) rests on nothing (wall beneath it)", found)
         base.append(i)
     if len(base) > 1:
@@ -425,15 +425,19 @@ def _judge_touching(img: np.ndarray, linked: np.ndarray, flat: np.ndarray, flat_
     return StackAnalysis(True, "ok", found)
 
 
+def background_colours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 1: wall and floor colours ``(N, 3)`` of float ``(N, H, W, 3)`` images, the medians
+    of the top and of the bottom ``max(1, round(H/32))`` rows."""
+    r = max(1, round(x.shape[1] / 32))
+    return (np.median(x[:, :r].reshape(len(x), -1, 3), axis=1), np.median(x[:, -r:].reshape(len(x), -1, 3), axis=1))
+
+
 def _analyse(x: np.ndarray, criterion: TouchingCriterion | None = None) -> list[StackAnalysis]:
     """Judge float ``(N, H, W, 3)`` images in [0, 1]: sharply, or by ``criterion`` (touching)."""
     if len(x) == 0:
         return []
-    h = x.shape[1]
-    r = max(1, round(h / 32))
-    wall = np.median(x[:, :r].reshape(len(x), -1, 3), axis=1)  # (N, 3)
-    floor = np.median(x[:, -r:].reshape(len(x), -1, 3), axis=1)
-    distance = _segment_distance(x, wall[:, None, None], floor[:, None, None])  # (N, H, W)
+    wall, floor = background_colours(x)
+    distance = segment_distance(x, wall[:, None, None], floor[:, None, None])  # (N, H, W)
     if criterion is None:
         return [_judge(x[i], distance[i] > _FG, wall[i], floor[i]) for i in range(len(x))]
     flat = _flat_pixels(x, distance > criterion.foreground, criterion.flat)
@@ -448,11 +452,11 @@ def _flags(images: Any, value_range: tuple[float, float] | None, criterion: Touc
     if hasattr(images, "detach"):
         images = images.detach().cpu().numpy()
     images = np.asarray(images)
-    _as_nhwc(images[:0], value_range)  # validate the arguments even when there are no images
+    as_unit_nhwc(images[:0], value_range)  # validate the arguments even when there are no images
     flags = [
         a.structured
         for start in range(0, len(images), _CHUNK)  # bounded memory for 10K samples
-        for a in _analyse(_as_nhwc(images[start : start + _CHUNK], value_range), criterion)
+        for a in _analyse(as_unit_nhwc(images[start : start + _CHUNK], value_range), criterion)
     ]
     return np.array(flags, dtype=bool)
 
@@ -473,7 +477,7 @@ def analyse_stack(image: Any, value_range: tuple[float, float] | None = None) ->
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image: expected (3, H, W) or (H, W, 3), got shape {image.shape}")
-    return _analyse(_as_nhwc(image[None], value_range))[0]
+    return _analyse(as_unit_nhwc(image[None], value_range))[0]
 
 
 def stack_is_structured(image: Any, value_range: tuple[float, float] | None = None) -> bool:
@@ -519,7 +523,7 @@ def analyse_touching(image: Any, value_range: tuple[float, float] | None = None,
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image: expected (3, H, W) or (H, W, 3), got shape {image.shape}")
-    return _analyse(_as_nhwc(image[None], value_range), criterion or TouchingCriterion())[0]
+    return _analyse(as_unit_nhwc(image[None], value_range), criterion or TouchingCriterion())[0]
 
 
 #: the sharp judge under its historical name (S-Acc as this project first reported it)

@@ -119,8 +119,8 @@ def test_s_acc_of_samples_judges_and_writes_the_sheet(tmp_path):
     result = s_acc_of_samples(lom32, 130, 0.8, tmp_path / "sheet.png")
     assert result["samples"] == 130
     verdicts = json.loads((tmp_path / "sheet.json").read_text())
-    assert set(verdicts) == {"touching", "sharp"} and all(len(v) == 100 for v in verdicts.values())
-    for judge in ("touching", "sharp"):
+    assert set(verdicts) == {"touching", "sharp", "masks"} and all(len(v) == 100 for v in verdicts.values())
+    for judge in ("touching", "sharp", "masks"):
         r = result[judge]
         low, high = r["ci95"]
         assert low <= r["s_acc"] <= high
