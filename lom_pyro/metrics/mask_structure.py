@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from lom_pyro.metrics.structure import StackAnalysis, as_unit_nhwc, background_colours, on_floor, segment_distance
+from lom_pyro.metrics.structure import (StackAnalysis, as_unit_nhwc, background_colours, check_fractions, on_floor,
+                                        segment_distance)
 
 __all__ = ["MaskCriterion", "mask_flags", "analyse_masks"]
 
@@ -79,10 +80,7 @@ class MaskCriterion:
     gap_fraction: float = 0.06
 
     def __post_init__(self) -> None:
-        for name in ("foreground", "block_area", "one_piece", "confidence", "distinct", "gap_fraction"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value <= 1):
-                raise ValueError(f"MaskCriterion.{name}: expected a number in (0, 1], got {value!r}")
+        check_fractions(self, one_allowed=True)
 
 
 def _as_masks(masks: Any, shape: tuple[int, int, int]) -> np.ndarray:

@@ -317,6 +317,15 @@ def _judge(img: np.ndarray, fg: np.ndarray, wall: np.ndarray, floor: np.ndarray)
     return StackAnalysis(True, "ok", found)
 
 
+def check_fractions(criterion: Any, one_allowed: bool = False) -> None:
+    """Every field of a judge's thresholds (a dataclass) is a number in (0, 1), or (0, 1]."""
+    for name in criterion.__dataclass_fields__:
+        value = getattr(criterion, name)
+        if not (isinstance(value, (int, float)) and 0 < value and (value <= 1 if one_allowed else value < 1)):
+            interval = "(0, 1]" if one_allowed else "(0, 1)"
+            raise ValueError(f"{type(criterion).__name__}.{name}: expected a number in {interval}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TouchingCriterion:
     """The thresholds of the ``touching`` judge (module docstring, "The touching judge").
@@ -344,10 +353,7 @@ class TouchingCriterion:
     gap_fraction: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("foreground", "link", "flat", "block_area", "gap_fraction"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise ValueError(f"TouchingCriterion.{name}: expected a number in (0, 1), got {value!r}")
+        check_fractions(self)
 
 
 def _flat_pixels(x: np.ndarray, fg: np.ndarray, tol: float) -> np.ndarray:
