@@ -25,8 +25,16 @@ Two steps, each a subcommand:
     its thresholds chosen on the tuning half in the same way (``MASK_GRID``), and it is
     reported beside the other two against P ∪ B.
 
-    python benchmarks/judge_calibration.py build --out benchmarks/results/judges
-    python benchmarks/judge_calibration.py score --out benchmarks/results/judges
+``--set diffusion`` (2026-12-06) is a second, later set of 144 images, labelled the same way:
+samples of the diffusion-prior LOMs shipped after the first set was labelled
+(``stacks32_slot_diffusion``, ``stacks32_diffusion``), among real stacks and ``stacks32_ar``
+samples. It is wholly held out: its ``score`` chooses nothing and reports the library's
+thresholds, per source, so the judges' verdicts on the shipped models' samples are checked
+against people's.
+
+    python benchmarks/judge_calibration.py build
+    python benchmarks/judge_calibration.py score
+    python benchmarks/judge_calibration.py score --set diffusion   # -> results/judges/diffusion
 """
 
 from __future__ import annotations
@@ -55,16 +63,20 @@ TEMPERATURES = (0.5, 0.8, 1.0)
 PER_SHEET = 48
 SHUFFLE_SEED = 2026_12_04
 RUNS = Path(__file__).parent / "results" / "long"
+DEFAULT_OUT = Path(__file__).parent / "results" / "judges"
+RUN_NAMES = ("emorl", "lom_lstm_prior")   # recorded runs, read from their checkpoints in RUNS
 
 #: where each image comes from and how many: (source, count); models at the three temperatures
 SAMPLES = {"emorl": 20, "stacks32": 20, "stacks32_ar": 30, "lom_lstm_prior": 20}
+#: the second set's models (2026-12-06): the shipped diffusion priors, and stacks32_ar beside them
+DIFFUSION_SAMPLES = {"stacks32_slot_diffusion": 16, "stacks32_diffusion": 12, "stacks32_ar": 10}
 BLUR_SIGMAS = (0.7, 1.2, 2.0, 3.0)   # px; 10 real stacks each
 NOISE_FRACTIONS = (0.0, 0.4, 0.8)    # decoded posterior means + c·σ_p noise; 20 scenes each
 MAX_SLOTS = 8                        # masks of every source padded to this many slots
 
 
 def _model(name: str) -> torch.nn.Module:
-    if name in ("stacks32", "stacks32_ar"):
+    if name not in RUN_NAMES:   # a shipped pretrained LOM
         return LOM.from_pretrained(name).eval()
     return load_trained(str(RUNS / name / "checkpoint.pt"))[0]
 
@@ -81,39 +93,54 @@ def _pad(masks: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.concatenate([m, np.zeros((len(m), MAX_SLOTS - m.shape[1], *m.shape[2:]), m.dtype)], 1).astype(np.float16)
 
 
+class _Collector:
+    """Images with their sources' masks and names, gathered in order, then shuffled."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.sources: list[str] = []
+
+    def add(self, batch: np.ndarray, batch_masks, source: str) -> None:
+        self.images.append(batch)
+        self.masks.append(_pad(batch_masks))
+        self.sources.extend([source] * len(batch))
+
+    def add_samples(self, samples: dict[str, int], seed: int) -> None:
+        """``count`` samples of each model at each of :data:`TEMPERATURES`, each draw seeded."""
+        for m, (name, count) in enumerate(samples.items()):
+            module = _model(name)
+            for t, tau in enumerate(TEMPERATURES):
+                torch.manual_seed(seed + 1000 * m + t)
+                sampled, sampled_masks = sample_images(module, count, tau)
+                self.add(_u8(sampled), sampled_masks, f"{name}_t{tau:g}")
+
+    def shuffled(self, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        order = np.random.default_rng(seed).permutation(len(self.sources))
+        return np.concatenate(self.images)[order], np.concatenate(self.masks)[order], [self.sources[i] for i in order]
+
+
 @torch.no_grad()
-def build_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+def build_first_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The labelled images, each with the slot masks of its source (the real scenes'
     own, a model's decoded masks), and the sources, in the shuffled order."""
-    images: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    sources: list[str] = []
-
-    def add(batch: np.ndarray, batch_masks, source: str) -> None:
-        images.append(batch)
-        masks.append(_pad(batch_masks))
-        sources.extend([source] * len(batch))
-
+    got = _Collector()
     scenes = generate("stacks", 40, SIZE, seed=20_001)
-    add(scenes.images, scenes.masks, "real")
+    got.add(scenes.images, scenes.masks, "real")
     real = generate("stacks", 10 * len(BLUR_SIGMAS), SIZE, seed=20_002)
     for i, sigma in enumerate(BLUR_SIGMAS):
         chunk = real.images[10 * i:10 * (i + 1)].astype(np.float64)
         blurred = ndimage.gaussian_filter(chunk, sigma=(0, sigma, sigma, 0), mode="nearest")
-        add(np.round(blurred).clip(0, 255).astype(np.uint8), real.masks[10 * i:10 * (i + 1)], f"real_blur_{sigma:g}")
-    for m, (name, count) in enumerate(SAMPLES.items()):
-        module = _model(name)
-        for t, tau in enumerate(TEMPERATURES):
-            torch.manual_seed(1000 * m + t)
-            sampled, sampled_masks = sample_images(module, count, tau)
-            add(_u8(sampled), sampled_masks, f"{name}_t{tau:g}")
+        got.add(np.round(blurred).clip(0, 255).astype(np.uint8), real.masks[10 * i:10 * (i + 1)],
+                f"real_blur_{sigma:g}")
+    got.add_samples(SAMPLES, seed=0)
     scenes = generate("stacks", 50, SIZE, seed=20_003).model_images()
     torch.manual_seed(7)
     ar = _model("stacks32_ar")
     recon, recon_masks = reconstructions(ar, scenes[:30])["lom"]
-    add(_u8(recon), recon_masks, "recon_stacks32_ar")
+    got.add(_u8(recon), recon_masks, "recon_stacks32_ar")
     recon, recon_masks = reconstructions(_model("emorl"), scenes[30:])["orderless"]
-    add(_u8(recon), recon_masks, "recon_emorl")
+    got.add(_u8(recon), recon_masks, "recon_emorl")
     x = generate("stacks", 20 * len(NOISE_FRACTIONS), SIZE, seed=20_004).model_images()
     for i, c in enumerate(NOISE_FRACTIONS):
         torch.manual_seed(100 + i)
@@ -121,13 +148,32 @@ def build_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
         _, prior_scale = ar.prior_given(enc.scene_loc, enc.slots_loc)
         z = enc.slots_loc + c * prior_scale * torch.randn_like(enc.slots_loc)
         rendered = ar.render(z)
-        add(_u8(unit_frame(ar, rendered.images)), rendered.masks, f"posterior_means_noise_{c:g}")
-    order = np.random.default_rng(SHUFFLE_SEED).permutation(len(sources))
-    return np.concatenate(images)[order], np.concatenate(masks)[order], [sources[i] for i in order]
+        got.add(_u8(unit_frame(ar, rendered.images)), rendered.masks, f"posterior_means_noise_{c:g}")
+    return got.shuffled(SHUFFLE_SEED)
 
 
-def build(out: Path) -> None:
-    images, _, sources = build_set()
+@torch.no_grad()
+def build_diffusion_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The second set: samples of the diffusion-prior LOMs, shipped after the first set was
+    labelled, among real stacks and ``stacks32_ar`` samples so that a labeller cannot tell
+    the sources apart by their share. All of it is held out: no threshold is chosen on it."""
+    got = _Collector()
+    scenes = generate("stacks", 30, SIZE, seed=20_011)
+    got.add(scenes.images, scenes.masks, "real")
+    got.add_samples(DIFFUSION_SAMPLES, seed=5000)
+    return got.shuffled(SHUFFLE_SEED + 1)
+
+
+#: the labelled sets: the first (tuning and held-out halves) and later, wholly held-out ones
+SETS = {"first": build_first_set, "diffusion": build_diffusion_set}
+
+
+def build_set(name: str = "first") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    return SETS[name]()
+
+
+def build(out: Path, which: str = "first") -> None:
+    images, _, sources = build_set(which)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "images.npz", images=images)
     (out / "key.json").write_text(json.dumps({"note": "open only after labelling", "sources": sources}, indent=0))
@@ -185,11 +231,10 @@ def tune(judge, make, grid: dict, truth: np.ndarray):
     return best[1], best[0][0]
 
 
-def report(images, masks, sources, labels) -> dict:
+def report(images, masks, sources, labels, halves: dict[str, np.ndarray]) -> dict:
     """Each judge (its default thresholds) against the labels, per half and per source."""
     judged = {"touching": touching_flags(images), "sharp": sharp_flags(images), "masks": mask_flags(images, masks)}
     truth = {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P", "masks": np.isin(labels, ["P", "B"])}
-    halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
     out: dict = {}
     for judge, flags in judged.items():
         out[judge] = {}
@@ -235,61 +280,78 @@ def between_labellers(per_labeller: dict[str, np.ndarray]) -> dict[str, dict[str
     return out
 
 
-def score(out: Path) -> dict:
+def score(out: Path, which: str = "first") -> dict:
     images = np.load(out / "images.npz")["images"]
     sources = np.array(json.loads((out / "key.json").read_text())["sources"])
     labels, per_labeller = read_labels(out / "labels.json", len(images))
     # the masks are not stored: the set is built again and each image gets its source's masks
-    rebuilt, masks, rebuilt_sources = build_set()
+    rebuilt, masks, rebuilt_sources = build_set(which)
     if rebuilt_sources != sources.tolist() or np.abs(rebuilt.astype(int) - images).max() > 1:
         raise ValueError(f"{out}: the set built again differs from images.npz (not the same sources or models)")
-    tune_half = np.arange(len(labels)) % 2 == 0
-    touching_truth = np.isin(labels[tune_half], ["P", "B"])
-    started = time.perf_counter()
-    criterion, tuned_agreement = tune(lambda c: touching_flags(images[tune_half], criterion=c), TouchingCriterion,
-                                      GRID, touching_truth)
-    mask_criterion, mask_agreement = tune(lambda c: mask_flags(images[tune_half], masks[tune_half], criterion=c),
-                                          MaskCriterion, MASK_GRID, touching_truth)
-    result = {"benchmark": "judge_calibration", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-              "images": int(len(labels)), "labels": {k: int((labels == k).sum()) for k in "PBF"},
-              "between_labellers": between_labellers(per_labeller),
-              "touching_criterion_chosen_on_tune_half": criterion.__dict__, "grid": GRID,
-              "default_criterion": TouchingCriterion().__dict__,
-              "masks_criterion_chosen_on_tune_half": mask_criterion.__dict__, "masks_grid": MASK_GRID,
-              "masks_default_criterion": MaskCriterion().__dict__,
-              "rebuilt_pixels_differing_by_one_level": int((rebuilt != images).sum()),
-              "tuning_seconds": round(time.perf_counter() - started, 1),
-              **report(images, masks, sources, labels)}
-    (out / "calibration.json").write_text(json.dumps(result, indent=1))
+    result = {"benchmark": "judge_calibration", "set": which, "date": time.strftime("%Y-%m-%d"),
+              "machine": platform.machine(), "images": int(len(labels)),
+              "labels": {k: int((labels == k).sum()) for k in "PBF"},
+              "between_labellers": between_labellers(per_labeller)}
     print(f"labels of record (majority of {len(per_labeller)}): {result['labels']}; between labellers "
           + "; ".join(f"{k} touching {v['touching']:.3f} sharp {v['sharp']:.3f}"
                       for k, v in result["between_labellers"].items()))
+    if which == "first":
+        result.update(choose_thresholds(images, masks, labels))
+        halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
+    else:   # a later set only reports the library's thresholds, chosen on the first set's tuning half
+        halves = {"held_out": np.ones(len(labels), bool)}
+    result.update(rebuilt_pixels_differing_by_one_level=int((rebuilt != images).sum()),
+                  **report(images, masks, sources, labels, halves))
+    (out / "calibration.json").write_text(json.dumps(result, indent=1))
+    print(f"{'judge':<9}{'half':<10}{'agree':>7}{'prec':>7}{'recall':>7}{'judge%':>8}{'label%':>8}")
+    for judge in ("touching", "sharp", "masks"):
+        for half in halves:
+            a = result[judge][half]["all"]
+            print(f"{judge:<9}{half:<10}{a['agreement']:>7.3f}{a['precision']:>7.3f}{a['recall']:>7.3f}"
+                  f"{a['judge_rate']:>8.3f}{a['label_rate']:>8.3f}")
+    print("held out, per source (agreement of touching / sharp / masks; sharp's rate / the labels' P rate; n):")
+    for src, a in result["touching"]["held_out"]["per_source"].items():
+        b, c = result["sharp"]["held_out"]["per_source"][src], result["masks"]["held_out"]["per_source"][src]
+        print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f} / {c['agreement']:.2f}"
+              f"   {b['judge_rate']:.2f} / {b['label_rate']:.2f}  n={a['n']}")
+    print(f"sharp passes, touching fails: images {result['sharp_implies_touching_exceptions']}")
+    return result
+
+
+def choose_thresholds(images: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict:
+    """The touching and masks judges' grid points with the most agreement on the tuning half
+    (even numbers); the library's defaults are set to them by hand, and reported beside."""
+    tune_half = np.arange(len(labels)) % 2 == 0
+    truth = np.isin(labels[tune_half], ["P", "B"])
+    started = time.perf_counter()
+    criterion, tuned_agreement = tune(lambda c: touching_flags(images[tune_half], criterion=c), TouchingCriterion,
+                                      GRID, truth)
+    mask_criterion, mask_agreement = tune(lambda c: mask_flags(images[tune_half], masks[tune_half], criterion=c),
+                                          MaskCriterion, MASK_GRID, truth)
     print(f"touching thresholds chosen on the tuning half: {criterion.__dict__} (agreement {tuned_agreement:.3f});"
           f" the report uses the library's default {TouchingCriterion().__dict__}")
     print(f"masks thresholds chosen on the tuning half: {mask_criterion.__dict__} (agreement {mask_agreement:.3f});"
           f" the report uses the library's default {MaskCriterion().__dict__}")
-    print(f"{'judge':<9}{'half':<10}{'agree':>7}{'prec':>7}{'recall':>7}{'judge%':>8}{'label%':>8}")
-    for judge in ("touching", "sharp", "masks"):
-        for half in ("tune", "held_out"):
-            a = result[judge][half]["all"]
-            print(f"{judge:<9}{half:<10}{a['agreement']:>7.3f}{a['precision']:>7.3f}{a['recall']:>7.3f}"
-                  f"{a['judge_rate']:>8.3f}{a['label_rate']:>8.3f}")
-    print("held-out half, per source (touching / sharp / masks agree, n):")
-    for src, a in result["touching"]["held_out"]["per_source"].items():
-        b, c = result["sharp"]["held_out"]["per_source"][src], result["masks"]["held_out"]["per_source"][src]
-        print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f} / {c['agreement']:.2f}  n={a['n']}")
-    print(f"sharp passes, touching fails: images {result['sharp_implies_touching_exceptions']}")
-    return result
+    return {"touching_criterion_chosen_on_tune_half": criterion.__dict__, "grid": GRID,
+            "default_criterion": TouchingCriterion().__dict__,
+            "masks_criterion_chosen_on_tune_half": mask_criterion.__dict__, "masks_grid": MASK_GRID,
+            "masks_default_criterion": MaskCriterion().__dict__,
+            "tuning_seconds": round(time.perf_counter() - started, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("build", "score"))
-    parser.add_argument("--out", default="benchmarks/results/judges", help="folder of the set, key and labels")
+    parser.add_argument("--set", default="first", choices=sorted(SETS),
+                        help="first: the set the thresholds were chosen on (half of it); diffusion: a later, "
+                             "wholly held-out set of the diffusion-prior LOMs' samples")
+    parser.add_argument("--out", help="folder of the set, key and labels (default: benchmarks/results/judges, "
+                                      "and its subfolder named after a later set)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    (build if args.step == "build" else score)(Path(args.out))
+    out = Path(args.out) if args.out else DEFAULT_OUT if args.set == "first" else DEFAULT_OUT / args.set
+    (build if args.step == "build" else score)(out, args.set)
 
 
 if __name__ == "__main__":
