@@ -32,9 +32,14 @@ samples. It is wholly held out: its ``score`` chooses nothing and reports the li
 thresholds, per source, so the judges' verdicts on the shipped models' samples are checked
 against people's.
 
+``--set default`` is a third (168 images): 72 samples each at τ = 0.8 of
+``stacks32_slot_diffusion_wide`` (the default pretrained LOM from 2026-12-06) and of
+``stacks32_slot_diffusion`` (the default before it), among 24 real stacks; also wholly held out.
+
     python benchmarks/judge_calibration.py build
     python benchmarks/judge_calibration.py score
     python benchmarks/judge_calibration.py score --set diffusion   # -> results/judges/diffusion
+    python benchmarks/judge_calibration.py score --set default     # -> results/judges/default
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ RUN_NAMES = ("emorl", "lom_lstm_prior")   # recorded runs, read from their check
 SAMPLES = {"emorl": 20, "stacks32": 20, "stacks32_ar": 30, "lom_lstm_prior": 20}
 #: the second set's models (2026-12-06): the shipped diffusion priors, and stacks32_ar beside them
 DIFFUSION_SAMPLES = {"stacks32_slot_diffusion": 16, "stacks32_diffusion": 12, "stacks32_ar": 10}
+#: the third set's models: the default shipped LOM and the one it replaced, at τ = 0.8 only
+DEFAULT_SAMPLES = {"stacks32_slot_diffusion_wide": 72, "stacks32_slot_diffusion": 72}
 BLUR_SIGMAS = (0.7, 1.2, 2.0, 3.0)   # px; 10 real stacks each
 NOISE_FRACTIONS = (0.0, 0.4, 0.8)    # decoded posterior means + c·σ_p noise; 20 scenes each
 MAX_SLOTS = 8                        # masks of every source padded to this many slots
@@ -106,11 +113,11 @@ class _Collector:
         self.masks.append(_pad(batch_masks))
         self.sources.extend([source] * len(batch))
 
-    def add_samples(self, samples: dict[str, int], seed: int) -> None:
-        """``count`` samples of each model at each of :data:`TEMPERATURES`, each draw seeded."""
+    def add_samples(self, samples: dict[str, int], seed: int, temperatures=TEMPERATURES) -> None:
+        """``count`` samples of each model at each temperature, each draw seeded."""
         for m, (name, count) in enumerate(samples.items()):
             module = _model(name)
-            for t, tau in enumerate(TEMPERATURES):
+            for t, tau in enumerate(temperatures):
                 torch.manual_seed(seed + 1000 * m + t)
                 sampled, sampled_masks = sample_images(module, count, tau)
                 self.add(_u8(sampled), sampled_masks, f"{name}_t{tau:g}")
@@ -164,8 +171,19 @@ def build_diffusion_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return got.shuffled(SHUFFLE_SEED + 1)
 
 
+@torch.no_grad()
+def build_default_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The third set: samples at the bar's τ = 0.8 of the default pretrained LOM from
+    2026-12-06 and of the default it replaced, among real stacks: what people call clean."""
+    got = _Collector()
+    scenes = generate("stacks", 24, SIZE, seed=20_021)
+    got.add(scenes.images, scenes.masks, "real")
+    got.add_samples(DEFAULT_SAMPLES, seed=9000, temperatures=(0.8,))
+    return got.shuffled(SHUFFLE_SEED + 2)
+
+
 #: the labelled sets: the first (tuning and held-out halves) and later, wholly held-out ones
-SETS = {"first": build_first_set, "diffusion": build_diffusion_set}
+SETS = {"first": build_first_set, "diffusion": build_diffusion_set, "default": build_default_set}
 
 
 def build_set(name: str = "first") -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -343,8 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("build", "score"))
     parser.add_argument("--set", default="first", choices=sorted(SETS),
-                        help="first: the set the thresholds were chosen on (half of it); diffusion: a later, "
-                             "wholly held-out set of the diffusion-prior LOMs' samples")
+                        help="first: the set the thresholds were chosen on (half of it); diffusion, default: "
+                             "later, wholly held-out sets of the diffusion-prior LOMs' samples")
     parser.add_argument("--out", help="folder of the set, key and labels (default: benchmarks/results/judges, "
                                       "and its subfolder named after a later set)")
     parser.add_argument("--threads", type=int, default=2)

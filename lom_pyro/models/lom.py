@@ -162,13 +162,13 @@ class LOM(PyroModule):
         self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "stacks32_slot_diffusion", device: str = "cpu") -> LOM:
+    def from_pretrained(cls, name_or_path: str = "stacks32_slot_diffusion_wide", device: str = "cpu") -> LOM:
         """A trained LOM shipped with the package (``lom_pyro.models.pretrained.available()``)
         or from a file written by ``lom-pyro export`` or ``lom-pyro fit-prior``; in eval mode.
         Its training config, step count and metrics are in ``lom.pretrained_info``. The
-        default, ``stacks32_slot_diffusion``, is ``stacks32_ar`` generating with a diffusion
-        slot prior (a transformer over the slots) fitted to its aggregate posterior (its
-        sharpest samples)."""
+        default, ``stacks32_slot_diffusion_wide``, is ``stacks32_ar`` generating with a diffusion
+        slot prior (a transformer over the slots, width 256) fitted to its aggregate posterior
+        (its sharpest samples)."""
         module, info = load_pretrained(name_or_path, device, lom_class=cls)
         if not isinstance(module, cls):
             raise ValueError(f"pretrained model {str(name_or_path)!r} is an orderless model alone, "

@@ -69,7 +69,8 @@ def test_init_from_starts_from_the_trained_weights_and_refuses_another_architect
     assert metrics["steps"] == 2
 
 
-@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion", "stacks32_slot_diffusion"])
+@pytest.mark.parametrize("name", ["stacks32", "stacks32_ar", "stacks32_diffusion", "stacks32_slot_diffusion",
+                                  "stacks32_slot_diffusion_wide"])
 def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name):
     from lom_pyro.evaluation.assess import decomposition_metrics
     from lom_pyro.models.pretrained import MAX_BYTES, available, pretrained_path
@@ -88,7 +89,8 @@ def test_the_shipped_models_decompose_held_out_stacks_as_their_records_say(name)
     assert lom.sample(4, temperature=0.8).images.shape == (4, 3, 32, 32)
 
 
-@pytest.mark.parametrize("name, prior", [(None, "slot_diffusion"), ("stacks32_diffusion", "diffusion")])
+@pytest.mark.parametrize("name, prior", [(None, "slot_diffusion"), ("stacks32_slot_diffusion", "slot_diffusion"),
+                                         ("stacks32_diffusion", "diffusion")])
 def test_the_default_model_generates_through_s_with_a_diffusion_prior_fitted_to_stacks32_ar(name, prior):
     from lom_pyro.slot_priors import DiffusionChain
 
