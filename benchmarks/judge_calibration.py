@@ -313,9 +313,9 @@ def score(out: Path, which: str = "first") -> dict:
     print(f"labels of record (majority of {len(per_labeller)}): {result['labels']}; between labellers "
           + "; ".join(f"{k} touching {v['touching']:.3f} sharp {v['sharp']:.3f}"
                       for k, v in result["between_labellers"].items()))
-    if which == "first":
-        result.update(choose_thresholds(images, masks, labels))
+    if which == "first":   # even numbers tune, odd numbers report: fixed before any threshold was chosen
         halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
+        result.update(choose_thresholds(images[halves["tune"]], masks[halves["tune"]], labels[halves["tune"]]))
     else:   # a later set only reports the library's thresholds, chosen on the first set's tuning half
         halves = {"held_out": np.ones(len(labels), bool)}
     result.update(rebuilt_pixels_differing_by_one_level=int((rebuilt != images).sum()),
@@ -337,15 +337,14 @@ def score(out: Path, which: str = "first") -> dict:
 
 
 def choose_thresholds(images: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict:
-    """The touching and masks judges' grid points with the most agreement on the tuning half
-    (even numbers); the library's defaults are set to them by hand, and reported beside."""
-    tune_half = np.arange(len(labels)) % 2 == 0
-    truth = np.isin(labels[tune_half], ["P", "B"])
+    """The touching and masks judges' grid points with the most agreement on the tuning
+    half's images, masks and labels; the library's defaults are set to them by hand, and
+    reported beside."""
+    truth = np.isin(labels, ["P", "B"])
     started = time.perf_counter()
-    criterion, tuned_agreement = tune(lambda c: touching_flags(images[tune_half], criterion=c), TouchingCriterion,
-                                      GRID, truth)
-    mask_criterion, mask_agreement = tune(lambda c: mask_flags(images[tune_half], masks[tune_half], criterion=c),
-                                          MaskCriterion, MASK_GRID, truth)
+    criterion, tuned_agreement = tune(lambda c: touching_flags(images, criterion=c), TouchingCriterion, GRID, truth)
+    mask_criterion, mask_agreement = tune(lambda c: mask_flags(images, masks, criterion=c), MaskCriterion,
+                                          MASK_GRID, truth)
     print(f"touching thresholds chosen on the tuning half: {criterion.__dict__} (agreement {tuned_agreement:.3f});"
           f" the report uses the library's default {TouchingCriterion().__dict__}")
     print(f"masks thresholds chosen on the tuning half: {mask_criterion.__dict__} (agreement {mask_agreement:.3f});"
