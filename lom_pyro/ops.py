@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["compose", "pairwise_sq_dist", "greedy_match", "hungarian_match", "permute_slots", "slerp"]
+__all__ = ["compose", "pairwise_sq_dist", "greedy_match", "hungarian_match", "permute_slots", "segment_distance",
+           "slerp"]
 
 
 def compose(rgb: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,3 +95,11 @@ def slerp(a: Tensor, b: Tensor, steps: int, *, normalise: bool = True) -> Tensor
     if (torch.pi - omega).abs() < 1e-4:
         raise ValueError("slerp: a and b point in opposite directions; the great circle between them is not unique")
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance from colours ``c (..., 3)`` to the segment ``[a, b]`` (broadcastable):
+    how far a colour lies from every blend of two others (the procedural scenes' wall and floor)."""
+    ab = b - a
+    t = np.clip(((c - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(c - (a + t[..., None] * ab), axis=-1)

@@ -1,11 +1,13 @@
 """permute_slots: what it computes, its inverse, and how two permutations compose (the rule
-align uses to record a composed permutation); compose, the mask composite every decoder shares."""
+align uses to record a composed permutation); compose, the mask composite every decoder shares;
+segment_distance, which the procedural scenes and the judges both use to find the background."""
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lom_pyro.ops import compose, permute_slots
+from lom_pyro.ops import compose, permute_slots, segment_distance
 
 #: batch B, slots K, trailing shape (0–2 extra dims) and a seed
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 7), st.lists(st.integers(1, 3), max_size=2),
@@ -60,3 +62,13 @@ def test_compose_mixes_each_pixel_inside_the_slots_colours_and_ignores_slot_orde
     # one slot's logit far above the rest: the image is that slot's colour
     logits[:, 0] = 1e4
     torch.testing.assert_close(compose(rgb, logits)[0], rgb[:, 0])
+
+
+def test_segment_distance_is_the_distance_to_the_nearest_blend_of_the_two_colours():
+    a, b = np.array([0.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    colours = np.array([[0.5, 0.3, 0.4],    # beside the middle: 0.5 away
+                        [-0.3, 0.0, 0.4],   # beyond a: to a itself, 0.5
+                        [1.6, 0.8, 0.0],    # beyond b: to b itself, 1.0
+                        [0.25, 0.0, 0.0]])  # on the segment
+    assert np.allclose(segment_distance(colours, a, b), [0.5, 0.5, 1.0, 0.0])
+    assert np.allclose(segment_distance(colours, a, a), np.linalg.norm(colours - a, axis=-1))  # a point

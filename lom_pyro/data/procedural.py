@@ -49,6 +49,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from lom_pyro.ops import segment_distance
+
 __all__ = [
     "BACKGROUND_CHANNELS",
     "CHUNK_SIZE",
@@ -158,13 +160,6 @@ def _colours(rng: np.random.Generator, shape: tuple[int, ...], sat: tuple[float,
     s = rng.uniform(*sat, size=shape)
     v = rng.uniform(*val, size=shape)
     return _hsv_to_rgb(h, s, v)
-
-
-def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance from colours ``c`` to the segment ``[a, b]``; all ``(..., 3)``."""
-    ab = b - a
-    t = np.clip(((c - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
-    return np.linalg.norm(c - (a + t[..., None] * ab), axis=-1)
 
 
 def _resample_until(
@@ -313,12 +308,12 @@ def _stacks(rng: np.random.Generator, c: int, m: int, s: int) -> ProceduralScene
         below = blocks[:, j - 1] if j else None
 
         def ok(x: np.ndarray, below: np.ndarray | None = below) -> np.ndarray:
-            fine = _segment_distance(x, wall, floor) >= 0.35
+            fine = segment_distance(x, wall, floor) >= 0.35
             if below is not None:
                 fine &= np.linalg.norm(x - below, axis=-1) >= 0.35
                 # the blurred seam between two blocks must not look like wall or floor either
                 for t in (0.25, 0.5, 0.75):
-                    fine &= _segment_distance(t * x + (1 - t) * below, wall, floor) >= 0.25
+                    fine &= segment_distance(t * x + (1 - t) * below, wall, floor) >= 0.25
             return fine
 
         def draw(k: int) -> np.ndarray:

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from lom_pyro.metrics.structure import (StackAnalysis, as_unit_nhwc, background_colours, check_fractions, on_floor,
-                                        segment_distance)
+from lom_pyro.metrics.structure import StackAnalysis, as_unit_nhwc, background_colours, check_fractions, on_floor
+from lom_pyro.ops import segment_distance
 
 __all__ = ["MaskCriterion", "mask_flags", "analyse_masks"]
 

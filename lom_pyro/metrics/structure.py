@@ -97,6 +97,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from lom_pyro.ops import segment_distance
+
 __all__ = ["JUDGES", "StackAnalysis", "TouchingCriterion", "analyse_stack", "analyse_touching", "s_acc_by_judge",
            "sharp_flags", "stack_is_structured", "structure_accuracy", "structure_flags", "structure_report",
            "touching_flags", "wilson_interval"]
@@ -155,13 +157,6 @@ def as_unit_nhwc(images: Any, value_range: tuple[float, float] | None) -> np.nda
         raise ValueError(f"value_range: expected (low, high) with low < high, got {value_range!r}")
     low, high = float(value_range[0]), float(value_range[1])
     return np.clip((x.astype(np.float32) - low) / (high - low), 0.0, 1.0)
-
-
-def segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance from colours ``c`` ``(..., 3)`` to the segment ``[a, b]`` (broadcastable)."""
-    ab = b - a
-    t = np.clip(((c - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
-    return np.linalg.norm(c - (a + t[..., None] * ab), axis=-1)
 
 
 # ----------------------------------------------------------------------------- the judge
