@@ -10,8 +10,11 @@ and writes ``<out>/s_acc.json``.
     python benchmarks/s_acc.py stacks32_ar stacks32 benchmarks/results/long/emorl/checkpoint.pt \\
         --out benchmarks/results/s_acc
 
+``--seed K`` draws from another seed than the recorded numbers' (their sampling error);
+``--corrector-snr R`` draws diffusion slot priors with a Langevin corrector of ratio R.
+
 ``--figure FILE.png`` also writes one row of ``--figure-samples`` samples per model (drawn at
-the same τ from the evaluation seed), each row named with its model and both judges' S-Acc.
+the same τ from the same seed), each row named with its model and both judges' S-Acc.
 
 A model is a shipped pretrained name, a file written by ``lom-pyro export``, or a training
 checkpoint (a LOM, or an orderless model alone, which samples its independent slot prior).
@@ -48,6 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("models", nargs="+", help="pretrained names, exported files or checkpoint.pt files")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=EVAL_SEED,
+                        help=f"draw the samples from this seed (default {EVAL_SEED}, the recorded numbers' own)")
+    parser.add_argument("--corrector-snr", type=float, metavar="R",
+                        help="draw diffusion slot priors with a Langevin corrector step of ratio R before each "
+                             "reverse step (default: each prior's own; 0 is the plain chain)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/s_acc")
     parser.add_argument("--figure", metavar="FILE.png", help="a figure with a row of samples per model")
@@ -57,16 +65,21 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--samples must be >= 1, got {args.samples}")
     if not 0 <= args.temperature <= 10:
         parser.error(f"--temperature must lie in [0, 10], got {args.temperature}")
+    if args.corrector_snr is not None and not 0 <= args.corrector_snr < 1:
+        parser.error(f"--corrector-snr must lie in [0, 1), got {args.corrector_snr}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     rows, figure = [], {}
     for name in args.models:
         module, short = load(name)
+        prior = getattr(module, "slot_prior", None)
+        if args.corrector_snr is not None and hasattr(prior, "corrector_snr"):
+            prior.corrector_snr = args.corrector_snr
         started = time.perf_counter()
-        result = s_acc_of_samples(module, args.samples, args.temperature, out / f"{short}.png")
+        result = s_acc_of_samples(module, args.samples, args.temperature, out / f"{short}.png", seed=args.seed)
         rows.append({"model": name, "name": short, **result, "seconds": round(time.perf_counter() - started, 1)})
         if args.figure:
-            with evaluation_mode(module, seed=EVAL_SEED):
+            with evaluation_mode(module, seed=args.seed):
                 images, _ = sample_images(module, args.figure_samples, args.temperature)
             label = f"{short}: touching {result['touching']['s_acc']:.2f}, sharp {result['sharp']['s_acc']:.2f}"
             figure[label] = images.cpu()
@@ -82,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("paper (§4, ShapeStacks, 100 samples counted by hand): "
           + ", ".join(f"{k} {v:.0%}" for k, v in PAPER.items()))
     result = {"benchmark": "s_acc", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-              "threads": args.threads, "paper": PAPER, "rows": rows}
+              "threads": args.threads, "seed": args.seed, "corrector_snr": args.corrector_snr, "paper": PAPER,
+              "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "s_acc.json").write_text(json.dumps(result, indent=1))
     return result

@@ -173,19 +173,20 @@ def decomposition_metrics(module: nn.Module, evaluation: dict[str, Any], dataset
 
 @torch.no_grad()
 def s_acc_of_samples(module: nn.Module, n: int, temperature: float, sheet: str | Path,
-                     judged: bool = True) -> dict[str, Any]:
+                     judged: bool = True, seed: int = EVAL_SEED) -> dict[str, Any]:
     """The paper's protocol (§4): ``n`` samples at ``temperature``; S-Acc by the ``touching``
     and ``sharp`` judges with 95 % intervals (``judged``: procedural stacks only), and the
     first 100 on a numbered contact sheet (PNG at ``sheet``) for a person to count, with
     each judge's verdict on them beside it (the same name, ``.json``). Beside them, the
-    ``masks`` judge, which also reads the samples' decoded slot masks."""
+    ``masks`` judge, which also reads the samples' decoded slot masks. The samples are drawn
+    from ``seed`` (recorded numbers use the evaluation seed; others show the sampling error)."""
     import json
 
     from lom_pyro.metrics.labels import contact_sheet
     from lom_pyro.metrics.mask_structure import mask_flags
     from lom_pyro.metrics.structure import structure_report, wilson_interval
 
-    with evaluation_mode(module, seed=EVAL_SEED):
+    with evaluation_mode(module, seed=seed):
         drawn = [sample_images(module, min(CHUNK, n - i), temperature) for i in range(0, n, CHUNK)]
     samples, masks = torch.cat([d[0].cpu() for d in drawn]), torch.cat([d[1].cpu() for d in drawn])
     shown = samples[:100]

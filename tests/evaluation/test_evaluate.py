@@ -1,5 +1,6 @@
 """Likelihood bounds, evaluation and figures on tiny models."""
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -129,3 +130,19 @@ def test_s_acc_of_samples_judges_and_writes_the_sheet(tmp_path):
         assert png.size[0] == 10 * (4 * 32 + 4) + 4     # ten numbered columns of x4 images
     unjudged = s_acc_of_samples(lom32, 5, 0.8, tmp_path / "other" / "sheet.png", judged=False)
     assert "touching" not in unjudged and (tmp_path / "other" / "sheet.png").exists()
+
+
+def test_s_acc_of_samples_draws_from_its_seed_and_leaves_the_callers_rng_alone(tmp_path):
+    from lom_pyro.evaluation.assess import EVAL_SEED, s_acc_of_samples
+
+    torch.manual_seed(0)
+    lom32 = LOM(ToyOrderless(num_slots=6, slot_dim=4, image_shape=(3, 32, 32)), scene_dim=4)
+    sheets = {}
+    for name, seed in (("default", EVAL_SEED), ("again", EVAL_SEED), ("other", EVAL_SEED + 1)):
+        state = torch.get_rng_state()
+        s_acc_of_samples(lom32, 8, 0.8, tmp_path / f"{name}.png", judged=False, seed=seed)
+        assert torch.equal(torch.get_rng_state(), state)
+        with Image.open(tmp_path / f"{name}.png") as png:
+            sheets[name] = np.asarray(png).copy()
+    assert np.array_equal(sheets["default"], sheets["again"])
+    assert not np.array_equal(sheets["default"], sheets["other"])
