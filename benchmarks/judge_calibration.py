@@ -36,10 +36,19 @@ against people's.
 ``stacks32_slot_diffusion_wide`` (the default pretrained LOM from 2026-12-06) and of
 ``stacks32_slot_diffusion`` (the default before it), among 24 real stacks; also wholly held out.
 
+``--set corrector`` is a fourth (168 images): 72 samples each at τ = 0.8 of the default LOM by
+the plain reverse chain and with a Langevin corrector step before each reverse step (the
+diffusion priors' ``corrector_snr`` 0.16; source names ending ``+corrector``), among 24 real
+stacks. ``--set ceiling`` is a fifth (168 images): the default LOM's decoder on its own aligned
+posterior means of 72 fresh scenes (what any prior on it can reach at best) and 72 of its
+samples at τ = 0.8, among 24 real stacks. Both are wholly held out.
+
     python benchmarks/judge_calibration.py build
     python benchmarks/judge_calibration.py score
     python benchmarks/judge_calibration.py score --set diffusion   # -> results/judges/diffusion
     python benchmarks/judge_calibration.py score --set default     # -> results/judges/default
+    python benchmarks/judge_calibration.py score --set corrector   # -> results/judges/corrector
+    python benchmarks/judge_calibration.py score --set ceiling     # -> results/judges/ceiling
 """
 
 from __future__ import annotations
@@ -77,15 +86,23 @@ SAMPLES = {"emorl": 20, "stacks32": 20, "stacks32_ar": 30, "lom_lstm_prior": 20}
 DIFFUSION_SAMPLES = {"stacks32_slot_diffusion": 16, "stacks32_diffusion": 12, "stacks32_ar": 10}
 #: the third set's models: the default shipped LOM and the one it replaced, at τ = 0.8 only
 DEFAULT_SAMPLES = {"stacks32_slot_diffusion_wide": 72, "stacks32_slot_diffusion": 72}
+#: a source drawn with its diffusion prior's Langevin corrector at Song et al.'s ratio; every
+#: other diffusion source is drawn by the plain reverse chain (the priors' default)
+CORRECTED, CORRECTOR_SNR = "+corrector", 0.16
+#: the fourth set: the default LOM by the plain chain and with the corrector, at τ = 0.8 only
+CORRECTOR_SAMPLES = {"stacks32_slot_diffusion_wide": 72, f"stacks32_slot_diffusion_wide{CORRECTED}": 72}
 BLUR_SIGMAS = (0.7, 1.2, 2.0, 3.0)   # px; 10 real stacks each
 NOISE_FRACTIONS = (0.0, 0.4, 0.8)    # decoded posterior means + c·σ_p noise; 20 scenes each
 MAX_SLOTS = 8                        # masks of every source padded to this many slots
 
 
 def _model(name: str) -> torch.nn.Module:
-    if name not in RUN_NAMES:   # a shipped pretrained LOM
-        return LOM.from_pretrained(name).eval()
-    return load_trained(str(RUNS / name / "checkpoint.pt"))[0]
+    if name in RUN_NAMES:
+        return load_trained(str(RUNS / name / "checkpoint.pt"))[0]
+    lom = LOM.from_pretrained(name.removesuffix(CORRECTED)).eval()   # a shipped pretrained LOM
+    if name.endswith(CORRECTED):
+        lom.slot_prior.corrector_snr = CORRECTOR_SNR
+    return lom
 
 
 def _u8(images: torch.Tensor) -> np.ndarray:
@@ -113,6 +130,11 @@ class _Collector:
         self.masks.append(_pad(batch_masks))
         self.sources.extend([source] * len(batch))
 
+    def add_real(self, count: int, seed: int) -> None:
+        """``count`` real procedural stacks with their true masks."""
+        scenes = generate("stacks", count, SIZE, seed=seed)
+        self.add(scenes.images, scenes.masks, "real")
+
     def add_samples(self, samples: dict[str, int], seed: int, temperatures=TEMPERATURES) -> None:
         """``count`` samples of each model at each temperature, each draw seeded."""
         for m, (name, count) in enumerate(samples.items()):
@@ -132,8 +154,7 @@ def build_first_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The labelled images, each with the slot masks of its source (the real scenes'
     own, a model's decoded masks), and the sources, in the shuffled order."""
     got = _Collector()
-    scenes = generate("stacks", 40, SIZE, seed=20_001)
-    got.add(scenes.images, scenes.masks, "real")
+    got.add_real(40, seed=20_001)
     real = generate("stacks", 10 * len(BLUR_SIGMAS), SIZE, seed=20_002)
     for i, sigma in enumerate(BLUR_SIGMAS):
         chunk = real.images[10 * i:10 * (i + 1)].astype(np.float64)
@@ -160,30 +181,54 @@ def build_first_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 @torch.no_grad()
+def _samples_among_real(real: tuple[int, int], samples: dict[str, int], seed: int, shuffle: int,
+                        temperatures: tuple[float, ...] = (0.8,)) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A later set: ``real = (count, seed)`` real stacks, then the models' samples drawn from
+    ``seed``, shuffled by ``SHUFFLE_SEED + shuffle``."""
+    got = _Collector()
+    got.add_real(*real)
+    got.add_samples(samples, seed=seed, temperatures=temperatures)
+    return got.shuffled(SHUFFLE_SEED + shuffle)
+
+
 def build_diffusion_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The second set: samples of the diffusion-prior LOMs, shipped after the first set was
     labelled, among real stacks and ``stacks32_ar`` samples so that a labeller cannot tell
     the sources apart by their share. All of it is held out: no threshold is chosen on it."""
-    got = _Collector()
-    scenes = generate("stacks", 30, SIZE, seed=20_011)
-    got.add(scenes.images, scenes.masks, "real")
-    got.add_samples(DIFFUSION_SAMPLES, seed=5000)
-    return got.shuffled(SHUFFLE_SEED + 1)
+    return _samples_among_real((30, 20_011), DIFFUSION_SAMPLES, 5000, 1, TEMPERATURES)
 
 
-@torch.no_grad()
 def build_default_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The third set: samples at the bar's τ = 0.8 of the default pretrained LOM from
     2026-12-06 and of the default it replaced, among real stacks: what people call clean."""
+    return _samples_among_real((24, 20_021), DEFAULT_SAMPLES, 9000, 2)
+
+
+def build_corrector_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The fourth set: the default LOM's samples at τ = 0.8 by the plain reverse chain and
+    with the Langevin corrector before each step, among real stacks: do people see the
+    corrector's gain that the sharp judge measures?"""
+    return _samples_among_real((24, 20_031), CORRECTOR_SAMPLES, 9500, 3)
+
+
+@torch.no_grad()
+def build_ceiling_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The fifth set: the default LOM's decoder on its own aligned posterior means of fresh
+    scenes (the ceiling any prior on it can reach) beside its samples at τ = 0.8, among real
+    stacks: is what people see as soft the prior's doing or the decoder's?"""
     got = _Collector()
-    scenes = generate("stacks", 24, SIZE, seed=20_021)
-    got.add(scenes.images, scenes.masks, "real")
-    got.add_samples(DEFAULT_SAMPLES, seed=9000, temperatures=(0.8,))
-    return got.shuffled(SHUFFLE_SEED + 2)
+    got.add_real(24, seed=20_041)
+    lom = _model("stacks32_slot_diffusion_wide")
+    torch.manual_seed(9700)
+    rendered = lom.render(lom.encode(generate("stacks", 72, SIZE, seed=20_042).model_images()).slots_loc)
+    got.add(_u8(unit_frame(lom, rendered.images)), rendered.masks, "posterior_means")
+    got.add_samples({"stacks32_slot_diffusion_wide": 72}, seed=9800, temperatures=(0.8,))
+    return got.shuffled(SHUFFLE_SEED + 4)
 
 
 #: the labelled sets: the first (tuning and held-out halves) and later, wholly held-out ones
-SETS = {"first": build_first_set, "diffusion": build_diffusion_set, "default": build_default_set}
+SETS = {"first": build_first_set, "diffusion": build_diffusion_set, "default": build_default_set,
+        "corrector": build_corrector_set, "ceiling": build_ceiling_set}
 
 
 def build_set(name: str = "first") -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -360,8 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("build", "score"))
     parser.add_argument("--set", default="first", choices=sorted(SETS),
-                        help="first: the set the thresholds were chosen on (half of it); diffusion, default: "
-                             "later, wholly held-out sets of the diffusion-prior LOMs' samples")
+                        help="first: the set the thresholds were chosen on (half of it); diffusion, default, "
+                             "corrector, ceiling: later, wholly held-out sets of the diffusion-prior LOMs' "
+                             "samples")
     parser.add_argument("--out", help="folder of the set, key and labels (default: benchmarks/results/judges, "
                                       "and its subfolder named after a later set)")
     parser.add_argument("--threads", type=int, default=2)

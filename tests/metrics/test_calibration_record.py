@@ -14,7 +14,7 @@ import pytest
 from lom_pyro.metrics.structure import sharp_flags, touching_flags
 
 JUDGES = Path(__file__).parents[2] / "benchmarks" / "results" / "judges"
-SETS = {"first": JUDGES, "diffusion": JUDGES / "diffusion", "default": JUDGES / "default"}
+SETS = {"first": JUDGES, **{name: JUDGES / name for name in ("diffusion", "default", "corrector", "ceiling")}}
 
 
 def _majority(votes: str) -> str:
