@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from lom_pyro import LOM, registry
+from lom_pyro.slot_priors.diffusion import check_corrector_snr
 from lom_pyro.training.fit_prior import CACHE_SEED, TEMPERATURES, prior_report
 from lom_pyro.training.posterior_cache import posterior_cache
 
@@ -47,8 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not 0 < args.held_out < args.scenes or args.samples < 1:
         parser.error("need 0 < --held-out < --scenes and --samples >= 1")
-    if any(not 0 <= r < 1 for r in args.corrector_snr or ()):
-        parser.error(f"--corrector-snr values must lie in [0, 1), got {args.corrector_snr}")
+    try:
+        for r in args.corrector_snr or ():
+            check_corrector_snr(r)
+    except ValueError as err:
+        parser.error(f"--corrector-snr: {err}")
     torch.set_num_threads(args.threads)
     source = LOM.from_pretrained(args.models[0])
     config = source.pretrained_info["config"]

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from lom_pyro.evaluation.assess import EVAL_SEED, evaluation_mode, s_acc_of_samples, sample_images
+from lom_pyro.slot_priors.diffusion import check_corrector_snr
 from lom_pyro.viz import panel
 from lom_pyro.training.build import load_model
 
@@ -65,8 +66,11 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--samples must be >= 1, got {args.samples}")
     if not 0 <= args.temperature <= 10:
         parser.error(f"--temperature must lie in [0, 10], got {args.temperature}")
-    if args.corrector_snr is not None and not 0 <= args.corrector_snr < 1:
-        parser.error(f"--corrector-snr must lie in [0, 1), got {args.corrector_snr}")
+    if args.corrector_snr is not None:
+        try:
+            check_corrector_snr(args.corrector_snr)
+        except ValueError as err:
+            parser.error(f"--corrector-snr: {err}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     rows, figure = [], {}

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from lom_pyro.slot_priors.base import SlotSetDistribution
 from lom_pyro.slot_priors.fitted import FittedSlotPrior
 
-__all__ = ["DiffusionChain", "DiffusionPrior", "NoDensity", "SlotDiffusionPrior"]
+__all__ = ["DiffusionChain", "DiffusionPrior", "NoDensity", "SlotDiffusionPrior", "check_corrector_snr"]
 
 
 class _ResidualBlock(nn.Module):
@@ -33,6 +33,13 @@ class _ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.net(x)
+
+
+def check_corrector_snr(value: float) -> float:
+    """``value`` as a float if it is a corrector ratio in [0, 1); a ValueError otherwise."""
+    if not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"corrector_snr must lie in [0, 1), got {value!r}")
+    return float(value)
 
 
 class DiffusionChain(FittedSlotPrior):
@@ -54,10 +61,8 @@ class DiffusionChain(FittedSlotPrior):
         super().__init__(num_slots, slot_dim, scene_dim, reference)
         if steps < 2:
             raise ValueError(f"steps must be >= 2, got {steps}")
-        if not 0 <= corrector_snr < 1:
-            raise ValueError(f"corrector_snr must lie in [0, 1), got {corrector_snr}")
         self.steps = int(steps)
-        self.corrector_snr = float(corrector_snr)
+        self.corrector_snr = corrector_snr
         # the cosine schedule: ᾱ falls smoothly from ~1 to ~0 whatever the number of steps
         grid = torch.arange(steps + 1, dtype=torch.float64) / steps
         f = torch.cos((grid + 0.008) / 1.008 * math.pi / 2) ** 2
@@ -65,6 +70,15 @@ class DiffusionChain(FittedSlotPrior):
         alpha_bar = torch.cumprod(1 - betas, 0)
         self.register_buffer("betas", betas.float(), persistent=False)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+
+    @property
+    def corrector_snr(self) -> float:
+        return self._corrector_snr
+
+    @corrector_snr.setter
+    def corrector_snr(self, value: float) -> None:
+        # checked here, not only in __init__: the documented way to switch it on is assignment
+        self._corrector_snr = check_corrector_snr(value)
 
     def predict_noise(self, u_t: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ε̂ for flattened noisy standardised slots ``u_t (B, K·Dz)`` at levels ``t (B,)``."""

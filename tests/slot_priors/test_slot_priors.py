@@ -220,6 +220,12 @@ def test_with_an_exact_noise_prediction_the_chain_draws_the_fitted_normal_scaled
     assert abs(float(drawn.std()) / temperature - 1) < 0.07
 
 
-def test_the_corrector_snr_is_checked():
+def test_the_corrector_snr_is_checked_when_built_and_when_set():
     with pytest.raises(ValueError, match="corrector_snr"):
         SlotDiffusionPrior(3, 4, 2, width=8, heads=2, depth=1, corrector_snr=-0.1)
+    prior = SlotDiffusionPrior(3, 4, 2, width=8, heads=2, depth=1)
+    prior.corrector_snr = 0.16
+    assert prior.corrector_snr == 0.16
+    with pytest.raises(ValueError, match="corrector_snr"):
+        prior.corrector_snr = 1.5
+    assert prior.corrector_snr == 0.16
