@@ -11,7 +11,14 @@ it judges ``--samples`` samples at τ = 0.8 and the ceiling (the held-out scenes
 posterior means), always with the same seeds. Prints a row per check and writes
 ``<out>/<name>.json``.
 
+``--widen W`` first widens the decoder's convolutions to W channels without changing what it
+draws (each new channel copies an old one, and the next layer's weights on a copied channel
+are split among its copies, with a zero-sum jitter so the copies can part); ``--no-regenerate``
+fits on the posterior means alone. Together they ask whether a wider decoder, refitted to the
+same cached posterior, raises the ceiling that any prior on it meets.
+
     python benchmarks/close_the_loop.py --t-range 10 100 --lr 1e-4 --steps 400 --cache /tmp/cache16k.pt
+    python benchmarks/close_the_loop.py --model stacks32_slot_diffusion_wide --widen 64 --no-regenerate ...
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from pathlib import Path
 import torch
 
 from lom_pyro import LOM
+from lom_pyro.checkpoint import save_checkpoint
 from lom_pyro.evaluation.assess import evaluation_mode, unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.structure import s_acc_by_judge
+from lom_pyro.nn.decoders import SpatialBroadcastDecoder
 from lom_pyro.training.fit_prior import CACHE_SEED
 from lom_pyro.training.posterior_cache import BLOCK, posterior_cache
 
@@ -40,12 +49,51 @@ def regenerate(prior, z: torch.Tensor, s: torch.Tensor, t: int, temperature: flo
     return prior.denoise(a.sqrt() * u + (1 - a).sqrt() * temperature * torch.randn_like(u), s, t, temperature)
 
 
-def check(lom: LOM, cache: dict, held: torch.Tensor, samples: int) -> dict:
+@torch.no_grad()
+def widen(decoder: SpatialBroadcastDecoder, hidden: int, jitter: float = 0.01) -> SpatialBroadcastDecoder:
+    """``decoder`` with its hidden convolutions ``hidden`` wide, drawing the same images.
+
+    New channel j copies old channel ``j mod old``; ELU acts channel by channel, so copies stay
+    equal, and the next convolution's weights on channel c are split among c's n copies as
+    ``w / n + e_i`` with ``sum_i e_i = 0`` (``e`` of scale ``jitter`` times the weights' spread).
+    """
+    convs = [layer for layer in decoder.net if isinstance(layer, torch.nn.Conv2d)]
+    old = convs[0].out_channels
+    if hidden < old:
+        raise ValueError(f"--widen: expected at least the decoder's width {old}, got {hidden}")
+    wide = SpatialBroadcastDecoder(convs[0].in_channels, decoder.image_shape, hidden=hidden,
+                                   kernel=convs[0].kernel_size[0], num_layers=len(convs) - 1,
+                                   padded=decoder.padded, rgb_activation=decoder.rgb_activation
+                                   ).to(convs[0].weight)
+    wide.position.load_state_dict(decoder.position.state_dict())
+    source = torch.arange(hidden) % old                               # which old channel each new one copies
+    copies = torch.bincount(source, minlength=old).to(convs[0].weight.dtype)
+    for i, (small, big) in enumerate(zip(convs, [m for m in wide.net if isinstance(m, torch.nn.Conv2d)])):
+        weight = small.weight if i == len(convs) - 1 else small.weight[source]
+        bias = small.bias if i == len(convs) - 1 else small.bias[source]
+        if i > 0:                                                     # inputs are widened copies: split
+            weight = weight[:, source] / copies[source][None, :, None, None]
+            noise = jitter * weight.std() * torch.randn_like(weight)
+            for c in range(old):                                      # zero-sum within each copy group
+                group = source == c
+                noise[:, group] -= noise[:, group].mean(1, keepdim=True)
+            weight = weight + noise
+        big.weight.copy_(weight)
+        big.bias.copy_(bias)
+    return wide
+
+
+def check(lom: LOM, cache: dict, images: torch.Tensor, held: torch.Tensor, samples: int) -> dict:
+    """Both judges on ``samples`` samples at τ 0.8 and on the held-out scenes' decoded posterior
+    means (the ceiling), and those scenes' mean negative log-likelihood under the decoder."""
     with evaluation_mode(lom, seed=1234), torch.no_grad():
         drawn = torch.cat([unit_frame(lom, lom.sample(n, 0.8).images)
                            for n in [125] * (samples // 125) + ([samples % 125] if samples % 125 else [])])
+        rgb, logits = lom.decode(cache["slots"][held])
+        nll = -lom.likelihood(rgb, logits).log_prob(lom.observation(images[held])).mean().item()
         ceiling = unit_frame(lom, lom.render(cache["slots"][held]).images)
-    return {"samples": s_acc_by_judge(drawn, (0.0, 1.0)), "ceiling": s_acc_by_judge(ceiling, (0.0, 1.0))}
+    return {"samples": s_acc_by_judge(drawn, (0.0, 1.0)), "ceiling": s_acc_by_judge(ceiling, (0.0, 1.0)),
+            "held_nll": round(nll, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,6 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--held-out", type=int, default=1024)
     parser.add_argument("--cache", help="the posterior cache file (read if it matches, else written)")
     parser.add_argument("--t-range", type=int, nargs=2, default=(10, 100), metavar=("LO", "HI"))
+    parser.add_argument("--regenerate", action=argparse.BooleanOptionalAction, default=True,
+                        help="also fit on the means regenerated by the prior (default), or on the means alone")
+    parser.add_argument("--widen", type=int, metavar="W", help="first widen the decoder's convolutions to W channels")
+    parser.add_argument("--save", help="write the fine-tuned decoder's weights here at the end")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=400)
@@ -69,8 +121,18 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     lom = LOM.from_pretrained(args.model)
     prior, config = lom.slot_prior, lom.pretrained_info["config"]
-    if not hasattr(prior, "denoise") or hi >= prior.steps:
-        parser.error(f"{args.model}: needs a diffusion slot prior with more than HI = {hi} noise levels")
+    if args.regenerate and (not hasattr(prior, "denoise") or hi >= prior.steps):
+        parser.error(f"{args.model}: needs a diffusion slot prior with more than HI = {hi} noise levels"
+                     " (or --no-regenerate)")
+    if args.widen is not None:
+        if not isinstance(lom.decoder, SpatialBroadcastDecoder):
+            parser.error(f"--widen: {args.model}'s decoder is a {type(lom.decoder).__name__}, "
+                         "expected a SpatialBroadcastDecoder")
+        torch.manual_seed(0)
+        try:
+            lom.decoder = widen(lom.decoder, args.widen)
+        except ValueError as error:
+            parser.error(str(error))
     size = int(config["image_size"])
     # a fitted prior keeps its source's alignment, so the source's cache is this model's too
     source = lom.pretrained_info.get("slot_prior_fit", {}).get("source", args.model)
@@ -81,29 +143,36 @@ def main(argv: list[str] | None = None) -> dict:
     fitted, held = args.scenes - args.held_out, torch.arange(args.scenes - args.held_out, args.scenes)[:args.samples]
     torch.manual_seed(0)
     optimiser = torch.optim.Adam(lom.decoder.parameters(), lr=args.lr)
-    rows = [{"step": 0, **check(lom, cache, held, args.samples)}]
+    rows = [{"step": 0, **check(lom, cache, images, held, args.samples)}]
     print(json.dumps(rows[-1]), flush=True)
     started = time.monotonic()
     for step in range(1, args.steps + 1):
         index = torch.randint(fitted, (args.batch_size,))
         loc, scale = cache["scene_loc"][index], cache["scene_scale"][index]
         z = cache["slots"][index]
-        regenerated = regenerate(prior, z, loc + scale * torch.randn_like(loc), int(torch.randint(lo, hi + 1, ())))
-        rgb, logits = lom.decode(torch.cat([z, regenerated]))
-        loss = -lom.likelihood(rgb, logits).log_prob(lom.observation(images[index]).repeat(2, 1, 1, 1)).mean()
+        if args.regenerate:
+            z = torch.cat([z, regenerate(prior, z, loc + scale * torch.randn_like(loc),
+                                         int(torch.randint(lo, hi + 1, ())))])
+        rgb, logits = lom.decode(z)
+        target = lom.observation(images[index])
+        loss = -lom.likelihood(rgb, logits).log_prob(target.repeat(len(z) // len(target), 1, 1, 1)).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step % args.every == 0 or step == args.steps:
             rows.append({"step": step, "seconds": round(time.monotonic() - started, 1),
-                         **check(lom, cache, held, args.samples)})
+                         **check(lom, cache, images, held, args.samples)})
             print(json.dumps(rows[-1]), flush=True)
     result = {"benchmark": "close_the_loop", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-              "threads": args.threads, "model": args.model, "t_range": [lo, hi], "lr": args.lr,
+              "threads": args.threads, "model": args.model, "t_range": [lo, hi] if args.regenerate else None,
+              "widen": args.widen, "lr": args.lr,
               "batch_size": args.batch_size, "scenes": args.scenes, "held_out": args.held_out, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"t{lo}-{hi}_lr{args.lr:g}.json"
+    name = (f"t{lo}-{hi}" if args.regenerate else "means") + (f"_w{args.widen}" if args.widen else "")
+    path = out / f"{name}_lr{args.lr:g}.json"
+    if args.save:
+        save_checkpoint(args.save, {"model": args.model, "widen": args.widen, "decoder": lom.decoder.state_dict()})
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
     return result
