@@ -81,6 +81,11 @@ def check(path: str, scenes: int, temperature: float = 0.8) -> dict:
         "scene_posterior_mean_norm": float(enc.scene_loc.norm(dim=1).mean()),
         "prior_scene_sample_norm": temperature * module.scene_dim ** 0.5,
     })
+    # last, so that every number above keeps its RNG draws: the orderless model's own
+    # reconstructions, the ceiling its slots set for any decoder of them
+    orderless = module.orderless.reconstruct(x)["image"]
+    result["s_acc_orderless_reconstructions"], result["judge_reasons_orderless_reconstructions"] = _judged(
+        unit_frame(module, module.observation(orderless)))
     return result
 
 
