@@ -1,20 +1,15 @@
 """The widening that ``benchmarks/close_the_loop.py --widen`` applies keeps the decoder's
 images, so its step-0 row is the narrow decoder's, and the copies can still part."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchmark_scripts import load
 from lom_pyro.nn import SpatialBroadcastDecoder
 
-_SPEC = importlib.util.spec_from_file_location(
-    "close_the_loop", Path(__file__).parents[1] / "benchmarks" / "close_the_loop.py")
-close_the_loop = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(close_the_loop)
+close_the_loop = load("close_the_loop")
 
 
 @given(old=st.integers(1, 6), extra=st.integers(0, 9), layers=st.integers(1, 3), padded=st.booleans(),
