@@ -40,10 +40,9 @@ def _judged(lom: LOM, images: torch.Tensor) -> dict[str, np.ndarray]:
 
 def _by_blocks(flags: dict[str, np.ndarray], blocks: np.ndarray) -> dict[str, dict[str, float]]:
     """Each judge's pass rate over all scenes and over the scenes of each block count."""
-    out = {name: {"all": round(float(f.mean()), 3)} for name, f in flags.items()}
-    for name, f in flags.items():
-        out[name].update({f"{b} blocks": round(float(f[blocks == b].mean()), 3) for b in np.unique(blocks)})
-    return out
+    return {name: {"all": round(float(f.mean()), 3),
+                   **{f"{b} blocks": round(float(f[blocks == b].mean()), 3) for b in np.unique(blocks)}}
+            for name, f in flags.items()}
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from lom_pyro.evaluation.assess import evaluation_mode, unit_frame
 from lom_pyro.data.procedural import generate
 from lom_pyro.metrics.structure import s_acc_by_judge
 from lom_pyro.nn.decoders import SpatialBroadcastDecoder
+from lom_pyro.ops import compose
 from lom_pyro.training.fit_prior import CACHE_SEED
 from lom_pyro.training.posterior_cache import BLOCK, posterior_cache
 
@@ -89,9 +90,9 @@ def check(lom: LOM, cache: dict, images: torch.Tensor, held: torch.Tensor, sampl
     with evaluation_mode(lom, seed=1234), torch.no_grad():
         drawn = torch.cat([unit_frame(lom, lom.sample(n, 0.8).images)
                            for n in [125] * (samples // 125) + ([samples % 125] if samples % 125 else [])])
-        rgb, logits = lom.decode(cache["slots"][held])
+        rgb, logits = lom.decode(cache["slots"][held])                # decoded once: NLL and ceiling
         nll = -lom.likelihood(rgb, logits).log_prob(lom.observation(images[held])).mean().item()
-        ceiling = unit_frame(lom, lom.render(cache["slots"][held]).images)
+        ceiling = unit_frame(lom, compose(rgb, logits)[0])
     return {"samples": s_acc_by_judge(drawn, (0.0, 1.0)), "ceiling": s_acc_by_judge(ceiling, (0.0, 1.0)),
             "held_nll": round(nll, 1)}
 
