@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,13 @@ def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
 
     :return: that run's GECO state of the orderless constraint (empty if it had none)."""
     payload = load_checkpoint(path)
+    # an orderless model's weights may fit any K (EMORL's do), so a K other than the one it
+    # was trained with loads silently: say so, as it is rarely meant
+    trained_k = payload.get("config", {}).get("orderless_kwargs", {}).get("num_slots")
+    if trained_k is not None and trained_k != getattr(orderless, "num_slots", trained_k):
+        warnings.warn(f"--orderless-checkpoint {path}: trained with {trained_k} slots, loaded into a model with "
+                      f"{orderless.num_slots} (give --orderless-kwargs with num_slots {trained_k} to keep its K)",
+                      stacklevel=2)
     prefix = f"states.{ORDERLESS_OBS}."
     geco = {k[len(prefix):]: v for k, v in payload.get("objective", {}).items() if k.startswith(prefix)}
     _weights_for(orderless, _field(payload, "model", path), f"--orderless-checkpoint {path}")
