@@ -8,7 +8,7 @@ Examples::
     lom-pyro convert shapestacks /data/shapestacks shapestacks.h5 --split default
     lom-pyro convert procedural stacks stacks.h5 --n-train 50000 --n-test 1000
 
-Bad input prints one line on stderr and exits with status 1; DST is untouched.
+Bad input prints one line on stderr and exits with status 2; DST is untouched.
 """
 
 from __future__ import annotations

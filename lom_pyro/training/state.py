@@ -59,7 +59,7 @@ class RunFolder:
     #: run stays beside a new one's)
     OUTPUTS = (LATEST, f".{LATEST}.link", HISTORY, "orderless.pt", "config.json", "log.jsonl", "metrics.json",
                "curves.json", "curves.png", "eval_curves.png", "figures", "tensorboard", "eval.json", "eval.md",
-               "s_acc_sheet.png", "visualize")
+               "s_acc_sheet.png", "s_acc_sheet.json", "visualize")
 
     def __init__(self, path: str | os.PathLike, keep: int = 2) -> None:
         self.path = Path(path)

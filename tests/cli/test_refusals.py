@@ -128,14 +128,14 @@ def test_export_refuses_to_replace_an_existing_file_shipped_or_not(finished, tmp
 
 # -- 4. --overwrite leaves nothing of the old run ---------------------------------------------
 def test_overwrite_removes_every_output_of_the_old_run(run, capsys):
-    for name in ("eval.json", "eval.md", "s_acc_sheet.png"):
+    for name in ("eval.json", "eval.md", "s_acc_sheet.png", "s_acc_sheet.json"):
         (run / name).write_text("old")
     (run / "visualize").mkdir()
     (run / "visualize" / "samples.png").write_text("old")
     (run / "notes.txt").write_text("mine")
     assert main(["train", *TINY_FLAGS, "--out", str(run), "--overwrite"]) == 0
     names = {p.name for p in run.iterdir()}
-    assert not names & {"eval.json", "eval.md", "s_acc_sheet.png", "visualize"}
+    assert not names & {"eval.json", "eval.md", "s_acc_sheet.png", "s_acc_sheet.json", "visualize"}
     assert (run / "notes.txt").read_text() == "mine" and load_checkpoint(run / "checkpoint.pt")["step"] == 1
 
 
