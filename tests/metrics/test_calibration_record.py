@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark_scripts import load
 from lom_pyro.metrics.structure import sharp_flags, touching_flags
 
 JUDGES = Path(__file__).parents[2] / "benchmarks" / "results" / "judges"
 SETS = {"first": JUDGES, **{name: JUDGES / name for name in ("diffusion", "default", "corrector", "ceiling")}}
-
-
-def _majority(votes: str) -> str:
-    return next((letter for letter in "PBF" if votes.count(letter) * 2 > len(votes)), "B")
+majority = load("judge_calibration").majority   # the label of record, as the scoring script makes it
 
 
 @pytest.mark.parametrize("name", sorted(SETS))
@@ -30,7 +28,7 @@ def test_recorded_agreement_matches_the_judges(name: str) -> None:
     record = json.loads((folder / "calibration.json").read_text())
     assert len(sources) == len(images) == record["images"]
     assert all(len(letters) == len(images) and set(letters) <= set("PBF") for letters in labellers.values())
-    labels = np.array([_majority("".join(v[i] for v in labellers.values())) for i in range(len(images))])
+    labels = np.array([majority("".join(v[i] for v in labellers.values())) for i in range(len(images))])
     assert {k: int((labels == k).sum()) for k in "PBF"} == record["labels"]
     held_out = np.arange(len(images)) % 2 == 1 if name == "first" else np.ones(len(images), bool)
     verdicts = {"touching": (touching_flags(images), np.isin(labels, ["P", "B"])),
