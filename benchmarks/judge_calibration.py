@@ -49,6 +49,12 @@ samples at τ = 0.8, among 24 real stacks. Both are wholly held out.
     python benchmarks/judge_calibration.py score --set default     # -> results/judges/default
     python benchmarks/judge_calibration.py score --set corrector   # -> results/judges/corrector
     python benchmarks/judge_calibration.py score --set ceiling     # -> results/judges/ceiling
+    python benchmarks/judge_calibration.py pooled                  # -> results/judges/pooled.json
+
+``pooled`` reads the committed sets (their images and labels, nothing rebuilt) and reports the
+two pixel judges on every held-out image at once: the first set's odd half and the four later
+sets whole, beside each set on its own. The ``masks`` judge needs masks that are not stored,
+so it is left out there.
 """
 
 from __future__ import annotations
@@ -358,11 +364,12 @@ def score(out: Path, which: str = "first") -> dict:
     print(f"labels of record (majority of {len(per_labeller)}): {result['labels']}; between labellers "
           + "; ".join(f"{k} touching {v['touching']:.3f} sharp {v['sharp']:.3f}"
                       for k, v in result["between_labellers"].items()))
+    held_out = held_out_of(which, len(labels))
     if which == "first":   # even numbers tune, odd numbers report: fixed before any threshold was chosen
-        halves = {"tune": np.arange(len(labels)) % 2 == 0, "held_out": np.arange(len(labels)) % 2 == 1}
-        result.update(choose_thresholds(images[halves["tune"]], masks[halves["tune"]], labels[halves["tune"]]))
+        halves = {"tune": ~held_out, "held_out": held_out}
+        result.update(choose_thresholds(images[~held_out], masks[~held_out], labels[~held_out]))
     else:   # a later set only reports the library's thresholds, chosen on the first set's tuning half
-        halves = {"held_out": np.ones(len(labels), bool)}
+        halves = {"held_out": held_out}
     result.update(rebuilt_pixels_differing_by_one_level=int((rebuilt != images).sum()),
                   **report(images, masks, sources, labels, halves))
     (out / "calibration.json").write_text(json.dumps(result, indent=1))
@@ -378,6 +385,39 @@ def score(out: Path, which: str = "first") -> dict:
         print(f"  {src:<28}{a['agreement']:>6.2f} / {b['agreement']:.2f} / {c['agreement']:.2f}"
               f"   {b['judge_rate']:.2f} / {b['label_rate']:.2f}  n={a['n']}")
     print(f"sharp passes, touching fails: images {result['sharp_implies_touching_exceptions']}")
+    return result
+
+
+def held_out_of(which: str, n: int) -> np.ndarray:
+    """The images of a set that no threshold was chosen on: the first set's odd half, a later set whole."""
+    return np.arange(n) % 2 == 1 if which == "first" else np.ones(n, bool)
+
+
+def pooled(root: Path = DEFAULT_OUT, out: Path | None = None) -> dict:
+    """``touching`` and ``sharp`` against the labels on the held-out images of every committed
+    set under ``root``, each set alone and all together; writes ``out`` (``root/pooled.json``)."""
+    per_set, flags, truths = {}, {"touching": [], "sharp": []}, {"touching": [], "sharp": []}
+    for which in SETS:
+        folder = root if which == "first" else root / which
+        images = np.load(folder / "images.npz")["images"]
+        labels, _ = read_labels(folder / "labels.json", len(images))
+        keep = held_out_of(which, len(images))
+        judged = {"touching": touching_flags(images[keep]), "sharp": sharp_flags(images[keep])}
+        truth = {"touching": np.isin(labels[keep], ["P", "B"]), "sharp": labels[keep] == "P"}
+        per_set[which] = {judge: agreement(judged[judge], truth[judge]) for judge in judged}
+        for judge in judged:
+            flags[judge].append(judged[judge])
+            truths[judge].append(truth[judge])
+    together = {judge: agreement(np.concatenate(flags[judge]), np.concatenate(truths[judge])) for judge in flags}
+    result = {"benchmark": "judge_calibration_pooled", "date": time.strftime("%Y-%m-%d"),
+              "held_out": "the first set's odd-numbered half and every later set whole",
+              "per_set": per_set, "all_held_out": together}
+    (out or root / "pooled.json").write_text(json.dumps(result, indent=1))
+    print(f"{'set':<11}{'n':>5}   touching: agree  prec  recall   sharp: agree  prec  recall")
+    for name, row in [*per_set.items(), ("all", together)]:
+        t, p = row["touching"], row["sharp"]
+        print(f"{name:<11}{t['n']:>5}   {t['agreement']:>15.3f}{t['precision']:>6.3f}{t['recall']:>8.3f}"
+              f"   {p['agreement']:>12.3f}{p['precision']:>6.3f}{p['recall']:>8.3f}")
     return result
 
 
@@ -403,7 +443,7 @@ def choose_thresholds(images: np.ndarray, masks: np.ndarray, labels: np.ndarray)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("build", "score"))
+    parser.add_argument("step", choices=("build", "score", "pooled"))
     parser.add_argument("--set", default="first", choices=sorted(SETS),
                         help="first: the set the thresholds were chosen on (half of it); diffusion, default, "
                              "corrector, ceiling: later, wholly held-out sets of the diffusion-prior LOMs' "
@@ -413,6 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.step == "pooled":
+        pooled(Path(args.out) if args.out else DEFAULT_OUT)
+        return
     out = Path(args.out) if args.out else DEFAULT_OUT if args.set == "first" else DEFAULT_OUT / args.set
     (build if args.step == "build" else score)(out, args.set)
 

@@ -16,7 +16,8 @@ from lom_pyro.metrics.structure import sharp_flags, touching_flags
 
 JUDGES = Path(__file__).parents[2] / "benchmarks" / "results" / "judges"
 SETS = {"first": JUDGES, **{name: JUDGES / name for name in ("diffusion", "default", "corrector", "ceiling")}}
-majority = load("judge_calibration").majority   # the label of record, as the scoring script makes it
+calibration = load("judge_calibration")
+majority = calibration.majority   # the label of record, as the scoring script makes it
 
 
 @pytest.mark.parametrize("name", sorted(SETS))
@@ -36,3 +37,17 @@ def test_recorded_agreement_matches_the_judges(name: str) -> None:
     for judge, (flags, truth) in verdicts.items():
         agreement = float((flags[held_out] == truth[held_out]).mean())
         assert agreement == pytest.approx(record[judge]["held_out"]["all"]["agreement"], abs=1e-9), judge
+
+
+def test_pooled_held_out_agreement_is_each_sets_record_put_together(tmp_path) -> None:
+    result = calibration.pooled(JUDGES, tmp_path / "pooled.json")
+    assert json.loads((tmp_path / "pooled.json").read_text()) == result
+    together = result["all_held_out"]
+    for judge in ("touching", "sharp"):
+        rows = [json.loads((SETS[name] / "calibration.json").read_text())[judge]["held_out"]["all"] for name in SETS]
+        for name, row in zip(SETS, rows):
+            assert result["per_set"][name][judge] == pytest.approx(row), (name, judge)
+        n = sum(row["n"] for row in rows)
+        assert together[judge]["n"] == n
+        assert together[judge]["agreement"] == pytest.approx(sum(r["n"] * r["agreement"] for r in rows) / n)
+        assert together[judge]["judge_rate"] == pytest.approx(sum(r["n"] * r["judge_rate"] for r in rows) / n)
