@@ -303,7 +303,7 @@ def tune(judge, make, grid: dict, truth: np.ndarray):
 def report(images, masks, sources, labels, halves: dict[str, np.ndarray]) -> dict:
     """Each judge (its default thresholds) against the labels, per half and per source."""
     judged = {"touching": touching_flags(images), "sharp": sharp_flags(images), "masks": mask_flags(images, masks)}
-    truth = {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P", "masks": np.isin(labels, ["P", "B"])}
+    truth = {**truths(labels), "masks": truths(labels)["touching"]}
     out: dict = {}
     for judge, flags in judged.items():
         out[judge] = {}
@@ -313,6 +313,16 @@ def report(images, masks, sources, labels, halves: dict[str, np.ndarray]) -> dic
             out[judge][half] = {"all": agreement(flags[sel], truth[judge][sel]), "per_source": per_source}
     out["sharp_implies_touching_exceptions"] = np.flatnonzero(judged["sharp"] & ~judged["touching"]).tolist()
     return out
+
+
+def truths(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """What each pixel judge must agree with: ``touching`` with P ∪ B, ``sharp`` with P."""
+    return {"touching": np.isin(labels, ["P", "B"]), "sharp": labels == "P"}
+
+
+def set_folder(which: str, root: Path = DEFAULT_OUT) -> Path:
+    """Where a labelled set lives: the first at ``root``, a later one in its subfolder."""
+    return root if which == "first" else root / which
 
 
 def majority(letters: str) -> str:
@@ -393,31 +403,40 @@ def held_out_of(which: str, n: int) -> np.ndarray:
     return np.arange(n) % 2 == 1 if which == "first" else np.ones(n, bool)
 
 
+def with_specificity(flags: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
+    """:func:`agreement` and the share of the label's negatives the judge rejects: where most
+    images are positives, agreement and precision alone say little about the rest."""
+    negatives = int((~truth).sum())
+    return {**agreement(flags, truth),
+            "specificity": int((~flags & ~truth).sum()) / negatives if negatives else float("nan")}
+
+
 def pooled(root: Path = DEFAULT_OUT, out: Path | None = None) -> dict:
     """``touching`` and ``sharp`` against the labels on the held-out images of every committed
     set under ``root``, each set alone and all together; writes ``out`` (``root/pooled.json``)."""
-    per_set, flags, truths = {}, {"touching": [], "sharp": []}, {"touching": [], "sharp": []}
+    per_set, flags, truth = {}, {"touching": [], "sharp": []}, {"touching": [], "sharp": []}
     for which in SETS:
-        folder = root if which == "first" else root / which
+        folder = set_folder(which, root)
         images = np.load(folder / "images.npz")["images"]
         labels, _ = read_labels(folder / "labels.json", len(images))
         keep = held_out_of(which, len(images))
         judged = {"touching": touching_flags(images[keep]), "sharp": sharp_flags(images[keep])}
-        truth = {"touching": np.isin(labels[keep], ["P", "B"]), "sharp": labels[keep] == "P"}
-        per_set[which] = {judge: agreement(judged[judge], truth[judge]) for judge in judged}
+        expected = truths(labels[keep])
+        per_set[which] = {judge: with_specificity(judged[judge], expected[judge]) for judge in judged}
         for judge in judged:
             flags[judge].append(judged[judge])
-            truths[judge].append(truth[judge])
-    together = {judge: agreement(np.concatenate(flags[judge]), np.concatenate(truths[judge])) for judge in flags}
+            truth[judge].append(expected[judge])
+    together = {judge: with_specificity(np.concatenate(flags[judge]), np.concatenate(truth[judge]))
+                for judge in flags}
     result = {"benchmark": "judge_calibration_pooled", "date": time.strftime("%Y-%m-%d"),
               "held_out": "the first set's odd-numbered half and every later set whole",
               "per_set": per_set, "all_held_out": together}
     (out or root / "pooled.json").write_text(json.dumps(result, indent=1))
-    print(f"{'set':<11}{'n':>5}   touching: agree  prec  recall   sharp: agree  prec  recall")
+    print(f"{'set':<11}{'n':>5}  " + "  ".join(f"{judge}: agree  prec recall  spec label%" for judge in flags))
     for name, row in [*per_set.items(), ("all", together)]:
-        t, p = row["touching"], row["sharp"]
-        print(f"{name:<11}{t['n']:>5}   {t['agreement']:>15.3f}{t['precision']:>6.3f}{t['recall']:>8.3f}"
-              f"   {p['agreement']:>12.3f}{p['precision']:>6.3f}{p['recall']:>8.3f}")
+        print(f"{name:<11}{row['touching']['n']:>5}  " + "  ".join(
+            f"{' ' * len(judge)}{r['agreement']:>8.3f}{r['precision']:>6.3f}{r['recall']:>7.3f}{r['specificity']:>6.3f}"
+            f"{r['label_rate']:>7.3f}" for judge, r in ((j, row[j]) for j in flags)))
     return result
 
 
@@ -445,18 +464,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("build", "score", "pooled"))
     parser.add_argument("--set", default="first", choices=sorted(SETS),
-                        help="first: the set the thresholds were chosen on (half of it); diffusion, default, "
-                             "corrector, ceiling: later, wholly held-out sets of the diffusion-prior LOMs' "
-                             "samples")
-    parser.add_argument("--out", help="folder of the set, key and labels (default: benchmarks/results/judges, "
-                                      "and its subfolder named after a later set)")
+                        help="build and score: first: the set the thresholds were chosen on (half of it); "
+                             "diffusion, default, corrector, ceiling: later, wholly held-out sets of the "
+                             "diffusion-prior LOMs' samples (pooled reads them all)")
+    parser.add_argument("--out", help="build and score: folder of the set, key and labels (default: "
+                                      "benchmarks/results/judges, and its subfolder named after a later set); "
+                                      "pooled: the folder of the first set, the later ones in its subfolders")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.step == "pooled":
         pooled(Path(args.out) if args.out else DEFAULT_OUT)
         return
-    out = Path(args.out) if args.out else DEFAULT_OUT if args.set == "first" else DEFAULT_OUT / args.set
+    out = Path(args.out) if args.out else set_folder(args.set)
     (build if args.step == "build" else score)(out, args.set)
 
 

@@ -99,17 +99,22 @@ def load_orderless(orderless: nn.Module, path: str) -> dict[str, Tensor]:
 
     :return: that run's GECO state of the orderless constraint (empty if it had none)."""
     payload = load_checkpoint(path)
-    # an orderless model's weights may fit any K (EMORL's do), so a K other than the one it
-    # was trained with loads silently: say so, as it is rarely meant
-    trained_k = payload.get("config", {}).get("orderless_kwargs", {}).get("num_slots")
-    if trained_k is not None and trained_k != getattr(orderless, "num_slots", trained_k):
-        warnings.warn(f"--orderless-checkpoint {path}: trained with {trained_k} slots, loaded into a model with "
-                      f"{orderless.num_slots} (give --orderless-kwargs with num_slots {trained_k} to keep its K)",
-                      stacklevel=2)
     prefix = f"states.{ORDERLESS_OBS}."
     geco = {k[len(prefix):]: v for k, v in payload.get("objective", {}).items() if k.startswith(prefix)}
     _weights_for(orderless, _field(payload, "model", path), f"--orderless-checkpoint {path}")
+    # an orderless model's weights may fit any K (EMORL's do), so another K than the one it was
+    # trained with loads without an error: say so, as it is rarely meant
+    trained_k = (_stored_config(payload).get("orderless_kwargs") or {}).get("num_slots")
+    if trained_k is not None and trained_k != getattr(orderless, "num_slots", trained_k):
+        warnings.warn(f"--orderless-checkpoint {path}: trained with {trained_k} slots, loaded into a model with "
+                      f"{orderless.num_slots} (--orderless-kwargs replaces the preset's whole dict: give all of "
+                      f"its keys, with num_slots {trained_k}, to keep its K)", stacklevel=2)
     return geco
+
+
+def _stored_config(payload: dict[str, Any]) -> dict[str, Any]:
+    """The config a file records: a training checkpoint's own, or the one an exported file keeps in its info."""
+    return payload.get("config") or (payload.get("info") or {}).get("config") or {}
 
 
 def copy_orderless_decoder(lom: LOM) -> None:
@@ -125,8 +130,7 @@ def load_initial_weights(module: nn.Module, source: str) -> None:
     ``stacks32``, a file written by ``lom-pyro export``, or a training checkpoint."""
     path = pretrained_path(source)
     payload = load_checkpoint(path)
-    # a file's own config (a checkpoint's, or the one an exported file records) says how it was built
-    trained = payload.get("config") or payload.get("info", {}).get("config") or {}
+    trained = _stored_config(payload)   # says how it was built
     note = (f"; {source} was trained with --lom-kwargs '{json.dumps(trained['lom_kwargs'])}'"
             if "lom_kwargs" in trained else "")
     _weights_for(module, _field(payload, "model", str(path)), f"--init-from {source}", note)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import warnings
 
 import pytest
 import torch
@@ -9,8 +10,7 @@ import torch
 from lom_pyro import registry
 from lom_pyro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lom_pyro.cli import main
-from lom_pyro.training import TrainConfig, build, config_from_preset, load_trained
-from lom_pyro.training.build import load_orderless
+from lom_pyro.training import TrainConfig, build, config_from_preset, load_orderless, load_trained
 from runs import TINY, still_groups
 
 pytestmark = pytest.mark.slow
@@ -70,12 +70,17 @@ def test_two_stage_training_freezes_the_orderless_model(tmp_path):
     assert "err/x" in curves and not any(k.endswith("x_orderless") for k in curves)
     assert {"states.x.beta", "states.x_orderless.beta"} <= set(payload["objective"])
     assert "loglik/x_orderless" in json.loads((second / "metrics.json").read_text())["test_terms_per_image"]
-    # EMORL's weights load into any K: another K than the checkpoint's is said, not refused
+    # EMORL's weights load into any K: another K than the checkpoint's is said, not refused;
+    # its own K loads without a word
     quickstart = config_from_preset("quickstart", lom=False)
     more_slots, _ = build(dataclasses.replace(quickstart, orderless_kwargs={**quickstart.orderless_kwargs,
                                                                             "num_slots": 7}))
     with pytest.warns(UserWarning, match="trained with 6 slots, loaded into a model with 7"):
         load_orderless(more_slots.orderless, str(first / "checkpoint.pt"))
+    same_slots, _ = build(quickstart)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_orderless(same_slots.orderless, str(first / "checkpoint.pt"))
 
 
 @pytest.mark.filterwarnings("ignore:.*not registered in the param store")
